@@ -1,0 +1,74 @@
+//! The library's error type: every variant names the input it is about.
+
+use std::path::PathBuf;
+
+/// Result alias used across the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in omni, with enough context to act on.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reading or writing a file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A weight, config or tokenizer file is malformed, truncated or inconsistent.
+    #[error("{}: {reason}", path.display())]
+    ModelFile { path: PathBuf, reason: String },
+    /// A model file is valid but describes an architecture omni does not run.
+    #[error("{}: unsupported architecture `{arch}` (supported: {supported})", path.display())]
+    UnsupportedArchitecture {
+        path: PathBuf,
+        arch: String,
+        supported: String,
+    },
+    /// A media file (audio, image, …) cannot be decoded.
+    #[error("{}: {reason}", path.display())]
+    Media { path: PathBuf, reason: String },
+    /// A model name is neither a path nor in the catalogue.
+    #[error("unknown model `{name}` (not a path, not in the catalogue; try `omni models list`)")]
+    UnknownModel { name: String },
+    /// Downloading a model failed (offline, server error, …).
+    #[error("cannot fetch {what} from {url}: {reason}")]
+    Fetch {
+        what: String,
+        url: String,
+        reason: String,
+    },
+    /// A downloaded or cached file does not match the catalogue's size or sha256.
+    #[error("{}: integrity check failed: {reason}", path.display())]
+    Integrity { path: PathBuf, reason: String },
+    /// A prompt does not fit in the model's context window.
+    #[error("the prompt has {tokens} tokens but the model's context holds {context}")]
+    ContextOverflow { tokens: usize, context: usize },
+    /// Text could not be tokenized or detokenized.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    /// An argument or request is invalid.
+    #[error("{0}")]
+    InvalidInput(String),
+    /// A tensor operation failed.
+    #[error(transparent)]
+    Tensor(#[from] candle_core::Error),
+}
+
+impl Error {
+    /// Wraps an I/O error with the path it happened on.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// A malformed model file at `path`.
+    pub fn model_file(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::ModelFile {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+}

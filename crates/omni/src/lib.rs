@@ -1,0 +1,23 @@
+//! omni: a Rust engine for general multimodal models.
+//!
+//! The crate follows the pipeline the seeds draw, one folder per stage:
+//!
+//! ```text
+//! input ─► modality/ ─► encoder/ ─► projector/ ─► llm/ ─► text
+//!          (bytes →      (Whisper,    (encoder      (LLaMA-family
+//!           tensors)      …)           features →    decoder, KV cache,
+//!                                      LLM space)    sampling)
+//! ```
+//!
+//! `tasks/` composes the stages into user-facing jobs (chat, transcription),
+//! and `models/` finds, fetches and verifies the weight files they load.
+
+pub mod encoder;
+pub mod error;
+pub mod llm;
+pub mod modality;
+pub mod models;
+pub mod projector;
+pub mod tasks;
+
+pub use error::{Error, Result};

@@ -1,0 +1,1 @@
+//! Audio: decode common formats, resample to the model rate, log-mel features.

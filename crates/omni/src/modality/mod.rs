@@ -1,0 +1,3 @@
+//! Stage 1, modality tokenizers: raw bytes of each modality → model-ready tensors.
+
+pub mod audio;

@@ -1,0 +1,1 @@
+//! Tasks compose the stages into jobs people run: chat, generation, transcription.
