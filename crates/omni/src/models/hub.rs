@@ -252,7 +252,7 @@ impl BarHandler {
             ProgressBar::hidden()
         };
         if let Ok(style) = ProgressStyle::with_template(
-            "{msg:.bold} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+            "{msg} [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
         ) {
             bar.set_style(style.progress_chars("=> "));
         }
@@ -281,10 +281,8 @@ impl ProgressHandler for BarHandler {
             }
             DownloadEvent::AggregateProgress {
                 bytes_completed, ..
-            } => {
-                if *bytes_completed > self.bar.position() {
-                    self.bar.set_position(*bytes_completed);
-                }
+            } if *bytes_completed > self.bar.position() => {
+                self.bar.set_position(*bytes_completed);
             }
             _ => {}
         }

