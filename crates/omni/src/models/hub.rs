@@ -187,17 +187,25 @@ fn has_weights(snapshot: &Path) -> bool {
     })
 }
 
-/// Fetches `r` from the hub (endpoint: `HF_ENDPOINT`, default huggingface.co) into `hub_dir`.
-pub fn fetch(hub_dir: &Path, r: &HubRef, progress: bool, hint: &str) -> Result<PathBuf> {
-    let endpoint =
-        std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".to_string());
+/// The hub used when `HF_ENDPOINT` is not set.
+pub const DEFAULT_HUB_ENDPOINT: &str = "https://huggingface.co";
+
+/// Fetches `r` from the hub at `endpoint` into `hub_dir` (token: `HF_TOKEN` or the
+/// `huggingface-cli login` file, as hf-hub finds it).
+pub fn fetch(
+    hub_dir: &Path,
+    r: &HubRef,
+    endpoint: &str,
+    progress: bool,
+    hint: &str,
+) -> Result<PathBuf> {
     let fail = |reason: String| Error::Fetch {
         what: r.spec(),
         url: format!("{}/{}", endpoint.trim_end_matches('/'), r.repo),
         reason: format!("{reason}{hint}"),
     };
     let client = hf_hub::HFClient::builder()
-        .endpoint(&endpoint)
+        .endpoint(endpoint)
         .cache_dir(hub_dir)
         .retry_max_attempts(1)
         .user_agent(concat!("omni/", env!("CARGO_PKG_VERSION")))
@@ -221,7 +229,7 @@ pub fn fetch(hub_dir: &Path, r: &HubRef, progress: bool, hint: &str) -> Result<P
             .send(),
     };
     bar.bar.finish_and_clear();
-    let path = result.map_err(|e| fail(e.to_string()))?;
+    let path = result.map_err(|e| fail(error_chain(&e)))?;
     if r.file.is_none() {
         if !has_weights(&path) {
             return Err(fail(format!(
@@ -236,6 +244,22 @@ pub fn fetch(hub_dir: &Path, r: &HubRef, progress: bool, hint: &str) -> Result<P
         super::integrity::write_atomic(&complete_marker(hub_dir, r, &commit), b"")?;
     }
     Ok(path)
+}
+
+/// An error and its sources, e.g. `HTTP request error: …: dns error: failed to lookup address`,
+/// each message once.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
 }
 
 /// Draws hf-hub's download events as one indicatif bar (hidden when stderr is no terminal).

@@ -60,7 +60,16 @@ impl PypiClient {
 
     /// The project page of `package` on the index.
     pub(crate) fn project_url(&self, package: &str) -> String {
-        format!("{}/{}/", self.index_url, normalize(package))
+        PypiClient::project_url_at(&self.index_url, package)
+    }
+
+    /// The project page of `package` on the index at `index_url`.
+    pub(crate) fn project_url_at(index_url: &str, package: &str) -> String {
+        format!(
+            "{}/{}/",
+            index_url.trim_end_matches('/'),
+            normalize(package)
+        )
     }
 
     /// Finds `wheel` on the index.

@@ -33,6 +33,8 @@ pub struct FetchOptions {
     pub offline: bool,
     /// Draw progress bars on stderr (only ever drawn when stderr is a terminal).
     pub progress: bool,
+    /// The Hugging Face hub for `hf:` models (`HF_ENDPOINT`, default huggingface.co).
+    pub hub_endpoint: String,
 }
 
 impl Default for FetchOptions {
@@ -41,12 +43,13 @@ impl Default for FetchOptions {
             index_url: DEFAULT_INDEX_URL.to_string(),
             offline: false,
             progress: true,
+            hub_endpoint: hub::DEFAULT_HUB_ENDPOINT.to_string(),
         }
     }
 }
 
 impl FetchOptions {
-    /// Reads `OMNI_PYPI_URL` and `OMNI_OFFLINE` (`1`, `true`, `yes`).
+    /// Reads `OMNI_PYPI_URL`, `OMNI_OFFLINE` (`1`, `true`, `yes`) and `HF_ENDPOINT`.
     pub fn from_env() -> FetchOptions {
         let index_url = std::env::var("OMNI_PYPI_URL")
             .ok()
@@ -54,10 +57,15 @@ impl FetchOptions {
             .unwrap_or_else(|| DEFAULT_INDEX_URL.to_string());
         let offline = std::env::var("OMNI_OFFLINE")
             .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes"));
+        let hub_endpoint = std::env::var("HF_ENDPOINT")
+            .ok()
+            .filter(|u| !u.trim().is_empty())
+            .unwrap_or_else(|| hub::DEFAULT_HUB_ENDPOINT.to_string());
         FetchOptions {
             index_url,
             offline,
             progress: true,
+            hub_endpoint,
         }
     }
 }
@@ -318,7 +326,13 @@ impl Store {
             });
         }
         let hint = " (no hub reachable? download the files yourself and pass their directory)";
-        let path = hub::fetch(&hub_dir, hub_ref, self.options.progress, hint)?;
+        let path = hub::fetch(
+            &hub_dir,
+            hub_ref,
+            &self.options.hub_endpoint,
+            self.options.progress,
+            hint,
+        )?;
         let bytes = dir_size(&path);
         Ok(PullReport {
             name: hub_ref.spec(),
@@ -348,10 +362,10 @@ impl Store {
             .collect();
         let hint = copy_hint(&todo, &dir, self.options.offline);
         if self.options.offline {
-            let first = todo[0].parts[0].requirement();
+            let first = &todo[0].parts[0];
             return Err(Error::Fetch {
-                what: first,
-                url: self.options.index_url.clone(),
+                what: first.requirement(),
+                url: PypiClient::project_url_at(&self.options.index_url, &first.package),
                 reason: format!("network disabled by OMNI_OFFLINE{hint}"),
             });
         }

