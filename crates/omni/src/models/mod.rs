@@ -49,3 +49,9 @@ pub fn cached_dir(name: &str) -> PathBuf {
 pub fn resolve(name_or_path: &str) -> Result<PathBuf> {
     Store::open()?.resolve(name_or_path)
 }
+
+/// Like [`resolve`] but never fetches: `Ok(None)` when the model is not in the cache yet.
+/// Handy for tests that skip when weights are absent.
+pub fn resolve_cached(name_or_path: &str) -> Result<Option<PathBuf>> {
+    Store::open()?.resolve_cached(name_or_path)
+}
