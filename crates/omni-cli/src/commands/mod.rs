@@ -1,5 +1,7 @@
 //! Argument structs and the command each one runs.
 
+mod models;
+
 use clap::{Parser, Subcommand};
 
 /// omni: run multimodal models on your own machine.
@@ -11,9 +13,15 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// List, fetch, inspect and remove models in the local cache.
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
+}
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {}
+    match cli.command {
+        Command::Models(command) => models::run(command),
+    }
 }
