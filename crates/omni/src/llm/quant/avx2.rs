@@ -1,0 +1,247 @@
+//! AVX2 + FMA kernels for Q4_1 and Q8_0 weight rows against 8-bit activation rows.
+//!
+//! Bit-exact with ggml's x86 `ggml_vec_dot_q4_1_q8_1` / `ggml_vec_dot_q8_0_q8_0`
+//! (and llamafile's tinyBLAS for Q8_0): per block, `maddubs` + `madd` give 8 lanes of
+//! 4-product integer sums, converted to f32 and accumulated with one FMA by the block's
+//! `d_w·d_a`; the Q4_1 min term `m_w·s_a` is a scalar FMA chain; the 8 lanes are summed
+//! as `hsum_float_8` does. That accumulation order is a long dependency chain per row,
+//! so four weight rows (decode) or four activation rows (prefill) run interleaved.
+
+use std::arch::x86_64::*;
+use std::ops::Range;
+
+use super::acts::{ActRow, QK};
+use super::packed::{Q4_1Matrix, Q8_0Matrix};
+
+/// ggml's `hsum_float_8`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn hsum_float_8(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_extractf128_ps(v, 1), _mm256_castps256_ps128(v));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    _mm_cvtss_f32(s)
+}
+
+#[inline(always)]
+unsafe fn load256<T>(p: *const T) -> __m256i {
+    unsafe { _mm256_loadu_si256(p as *const __m256i) }
+}
+
+/// Unsigned bytes × signed bytes → 8 × f32 lanes of 4-product sums (`mul_sum_us8_pairs_float`).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn us8_lanes(u: __m256i, s: __m256i) -> __m256 {
+    _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)))
+}
+
+/// Signed × signed bytes → 8 × f32 lanes (`mul_sum_i8_pairs_float`).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn i8_lanes(w: __m256i, a: __m256i) -> __m256 {
+    us8_lanes(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w))
+}
+
+/// The 32 values of Q4_1 blocks `b` (and `b + 1`, if `b` starts a pair) of a repacked row.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn q4_blocks(row: *const u8, b: usize, nb: usize) -> (__m256i, __m256i) {
+    let m0f = _mm256_set1_epi8(0x0F);
+    unsafe {
+        if b + 1 < nb {
+            let x = load256(row.add(b * 16));
+            (_mm256_and_si256(x, m0f), _mm256_and_si256(_mm256_srli_epi16(x, 4), m0f))
+        } else {
+            // ggml's `bytes_from_nibbles_32` for the odd last block.
+            let x = _mm_loadu_si128(row.add(b * 16) as *const __m128i);
+            let v = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(x, 4), x), m0f);
+            (v, v)
+        }
+    }
+}
+
+fn check_act(a: &ActRow<'_>, k: usize) {
+    assert!(a.qs.len() == k && a.d.len() == k / QK && a.s.len() == k / QK, "activation row of the wrong size");
+}
+
+/// `out[r - rows.start] = W[r] · a` for Q4_1 rows `rows`.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn gemv_q4_1(w: &Q4_1Matrix, rows: Range<usize>, a: &ActRow<'_>, out: &mut [f32]) {
+    assert!(rows.end <= w.n && out.len() >= rows.len());
+    check_act(a, w.k);
+    let mut r = rows.start;
+    let mut o = 0;
+    while r < rows.end {
+        let len = (rows.end - r).min(4);
+        // SAFETY: rows r..r + len are inside the matrix; `a` has k values.
+        unsafe {
+            match len {
+                4 => q4_1_rows::<4>(w, r, a, &mut out[o..o + 4]),
+                3 => q4_1_rows::<3>(w, r, a, &mut out[o..o + 3]),
+                2 => q4_1_rows::<2>(w, r, a, &mut out[o..o + 2]),
+                _ => q4_1_rows::<1>(w, r, a, &mut out[o..o + 1]),
+            }
+        }
+        r += len;
+        o += len;
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn q4_1_rows<const R: usize>(w: &Q4_1Matrix, r0: usize, a: &ActRow<'_>, out: &mut [f32]) {
+    let nb = w.nb();
+    let mut acc = [_mm256_setzero_ps(); R];
+    let mut summs = [0f32; R];
+    unsafe {
+        let rows: [*const u8; R] = std::array::from_fn(|i| w.qs.as_ptr().add((r0 + i) * nb * 16));
+        let wd: [*const f32; R] = std::array::from_fn(|i| w.d.as_ptr().add((r0 + i) * nb));
+        let wm: [*const f32; R] = std::array::from_fn(|i| w.m.as_ptr().add((r0 + i) * nb));
+        let mut b = 0;
+        while b < nb {
+            let two = b + 1 < nb;
+            let a0 = load256(a.qs.as_ptr().add(b * QK));
+            let a1 = if two { load256(a.qs.as_ptr().add((b + 1) * QK)) } else { a0 };
+            for i in 0..R {
+                let (u0, u1) = q4_blocks(rows[i], b, nb);
+                summs[i] = (*wm[i].add(b)).mul_add(a.s[b], summs[i]);
+                let d = _mm256_set1_ps(*wd[i].add(b) * a.d[b]);
+                acc[i] = _mm256_fmadd_ps(d, us8_lanes(u0, a0), acc[i]);
+                if two {
+                    summs[i] = (*wm[i].add(b + 1)).mul_add(a.s[b + 1], summs[i]);
+                    let d = _mm256_set1_ps(*wd[i].add(b + 1) * a.d[b + 1]);
+                    acc[i] = _mm256_fmadd_ps(d, us8_lanes(u1, a1), acc[i]);
+                }
+            }
+            b += 2;
+        }
+    }
+    for i in 0..R {
+        out[i] = hsum_float_8(acc[i]) + summs[i];
+    }
+}
+
+/// `out[i · n + r] = W[r] · acts[i]` for Q4_1 rows `rows` and all `acts`: each weight
+/// row is unpacked to bytes once and reused for every activation row.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA; `out` must be valid for writes at
+/// `i · n + r` for every activation row `i` and weight row `r`.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn gemm_q4_1(w: &Q4_1Matrix, rows: Range<usize>, acts: &[ActRow<'_>], out: *mut f32, n: usize) {
+    let nb = w.nb();
+    assert!(rows.end <= w.n);
+    for a in acts {
+        check_act(a, w.k);
+    }
+    let mut unpacked = vec![0u8; w.k];
+    for r in rows {
+        let row = w.qs[r * nb * 16..(r + 1) * nb * 16].as_ptr();
+        let mut b = 0;
+        while b < nb {
+            // SAFETY: block b (and b + 1) of row r exist; `unpacked` holds nb blocks.
+            unsafe {
+                let (u0, u1) = q4_blocks(row, b, nb);
+                _mm256_storeu_si256(unpacked.as_mut_ptr().add(b * QK) as *mut __m256i, u0);
+                if b + 1 < nb {
+                    _mm256_storeu_si256(unpacked.as_mut_ptr().add((b + 1) * QK) as *mut __m256i, u1);
+                }
+            }
+            b += 2;
+        }
+        let (wd, wm) = (&w.d[r * nb..(r + 1) * nb], &w.m[r * nb..(r + 1) * nb]);
+        let mut i = 0;
+        while i < acts.len() {
+            let len = (acts.len() - i).min(4);
+            let mut res = [0f32; 4];
+            // SAFETY: the activation rows have k values; `unpacked` holds nb blocks.
+            unsafe {
+                match len {
+                    4 => bytes_rows::<4>(&unpacked, wd, wm, &acts[i..i + 4], &mut res),
+                    3 => bytes_rows::<3>(&unpacked, wd, wm, &acts[i..i + 3], &mut res),
+                    2 => bytes_rows::<2>(&unpacked, wd, wm, &acts[i..i + 2], &mut res),
+                    _ => bytes_rows::<1>(&unpacked, wd, wm, &acts[i..i + 1], &mut res),
+                }
+            }
+            for (j, v) in res[..len].iter().enumerate() {
+                // SAFETY: the caller guarantees `out` is valid at (i + j) · n + r.
+                unsafe { *out.add((i + j) * n + r) = *v };
+            }
+            i += len;
+        }
+    }
+}
+
+/// One unpacked Q4_1 row against `A` activation rows.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn bytes_rows<const A: usize>(u: &[u8], wd: &[f32], wm: &[f32], acts: &[ActRow<'_>], out: &mut [f32; 4]) {
+    let nb = wd.len();
+    let mut acc = [_mm256_setzero_ps(); A];
+    let mut summs = [0f32; A];
+    for b in 0..nb {
+        // SAFETY: block b lies inside `u` and every activation row.
+        unsafe {
+            let x = load256(u.as_ptr().add(b * QK));
+            for i in 0..A {
+                let a = &acts[i];
+                summs[i] = wm[b].mul_add(a.s[b], summs[i]);
+                let d = _mm256_set1_ps(wd[b] * a.d[b]);
+                acc[i] = _mm256_fmadd_ps(d, us8_lanes(x, load256(a.qs.as_ptr().add(b * QK))), acc[i]);
+            }
+        }
+    }
+    for i in 0..A {
+        out[i] = hsum_float_8(acc[i]) + summs[i];
+    }
+}
+
+/// `out[r - rows.start] = W[r] · a` for Q8_0 rows `rows`.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn gemv_q8_0(w: &Q8_0Matrix, rows: Range<usize>, a: &ActRow<'_>, out: &mut [f32]) {
+    assert!(rows.end <= w.n && out.len() >= rows.len());
+    check_act(a, w.k);
+    let mut r = rows.start;
+    let mut o = 0;
+    while r < rows.end {
+        let len = (rows.end - r).min(4);
+        // SAFETY: rows r..r + len are inside the matrix; `a` has k values.
+        unsafe {
+            match len {
+                4 => q8_0_rows::<4>(w, r, a, &mut out[o..o + 4]),
+                3 => q8_0_rows::<3>(w, r, a, &mut out[o..o + 3]),
+                2 => q8_0_rows::<2>(w, r, a, &mut out[o..o + 2]),
+                _ => q8_0_rows::<1>(w, r, a, &mut out[o..o + 1]),
+            }
+        }
+        r += len;
+        o += len;
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn q8_0_rows<const R: usize>(w: &Q8_0Matrix, r0: usize, a: &ActRow<'_>, out: &mut [f32]) {
+    let (nb, k) = (w.nb(), w.k);
+    let mut acc = [_mm256_setzero_ps(); R];
+    unsafe {
+        for b in 0..nb {
+            let x = load256(a.qs.as_ptr().add(b * QK));
+            for i in 0..R {
+                let r = r0 + i;
+                let q = load256(w.qs.as_ptr().add(r * k + b * QK));
+                let d = _mm256_set1_ps(*w.d.get_unchecked(r * nb + b) * a.d[b]);
+                acc[i] = _mm256_fmadd_ps(d, i8_lanes(q, x), acc[i]);
+            }
+        }
+    }
+    for i in 0..R {
+        out[i] = hsum_float_8(acc[i]);
+    }
+}

@@ -1,0 +1,153 @@
+//! GGUF Q4_1 and Q8_0 weights repacked for the dot kernels.
+//!
+//! Repacking is lossless: values and f16 scales (widened to f32) are copied. Q4_1 blocks
+//! are repacked in pairs so that one 32-byte load holds two whole blocks: byte `j` of a
+//! pair holds element `j` of the first block in its low nibble and element `j` of the
+//! second in its high nibble (ggml interleaves elements `j` and `j + 16` of one block
+//! instead). A trailing odd block keeps ggml's layout.
+
+use half::f16;
+
+use super::acts::QK;
+
+/// Bytes per ggml `block_q4_1`: f16 `d`, f16 `m`, 16 nibble bytes.
+pub(crate) const Q4_1_BLOCK_BYTES: usize = 20;
+/// Bytes per ggml `block_q8_0`: f16 `d`, 32 signed bytes.
+pub(crate) const Q8_0_BLOCK_BYTES: usize = 34;
+
+fn f16_at(bytes: &[u8], at: usize) -> f32 {
+    f16::from_le_bytes([bytes[at], bytes[at + 1]]).to_f32()
+}
+
+/// The 32 values (0..16) of one ggml Q4_1 block.
+fn q4_values(qs: &[u8]) -> [u8; QK] {
+    let mut v = [0u8; QK];
+    for j in 0..16 {
+        v[j] = qs[j] & 0x0F;
+        v[j + 16] = qs[j] >> 4;
+    }
+    v
+}
+
+/// A Q4_1 matrix of `n` rows × `k` columns: `w = d · q + m`, `q` in 0..16.
+#[derive(Debug)]
+pub(crate) struct Q4_1Matrix {
+    pub(crate) n: usize,
+    pub(crate) k: usize,
+    /// `n × nb × 16` nibble bytes (see the module docs).
+    pub(crate) qs: Vec<u8>,
+    /// `n × nb` scales.
+    pub(crate) d: Vec<f32>,
+    /// `n × nb` mins.
+    pub(crate) m: Vec<f32>,
+}
+
+impl Q4_1Matrix {
+    /// From the raw ggml bytes of an `n × k` tensor (`k` a multiple of 32).
+    pub(crate) fn from_ggml(raw: &[u8], n: usize, k: usize) -> Option<Self> {
+        let nb = k / QK;
+        if k % QK != 0 || raw.len() != n * nb * Q4_1_BLOCK_BYTES {
+            return None;
+        }
+        let mut qs = vec![0u8; n * nb * 16];
+        let mut d = vec![0f32; n * nb];
+        let mut m = vec![0f32; n * nb];
+        for r in 0..n {
+            let row = &raw[r * nb * Q4_1_BLOCK_BYTES..(r + 1) * nb * Q4_1_BLOCK_BYTES];
+            let out = &mut qs[r * nb * 16..(r + 1) * nb * 16];
+            for (b, block) in row.chunks_exact(Q4_1_BLOCK_BYTES).enumerate() {
+                d[r * nb + b] = f16_at(block, 0);
+                m[r * nb + b] = f16_at(block, 2);
+            }
+            let mut b = 0;
+            while b + 1 < nb {
+                let lo = q4_values(&row[b * Q4_1_BLOCK_BYTES + 4..(b + 1) * Q4_1_BLOCK_BYTES]);
+                let hi = q4_values(&row[(b + 1) * Q4_1_BLOCK_BYTES + 4..(b + 2) * Q4_1_BLOCK_BYTES]);
+                for j in 0..QK {
+                    out[b * 16 + j] = lo[j] | (hi[j] << 4);
+                }
+                b += 2;
+            }
+            if b < nb {
+                out[b * 16..b * 16 + 16].copy_from_slice(&row[b * Q4_1_BLOCK_BYTES + 4..(b + 1) * Q4_1_BLOCK_BYTES]);
+            }
+        }
+        Some(Self { n, k, qs, d, m })
+    }
+
+    pub(crate) fn nb(&self) -> usize {
+        self.k / QK
+    }
+
+    /// The 32 values (0..16) of block `b` of row `r`.
+    pub(crate) fn block_values(&self, r: usize, b: usize) -> [u8; QK] {
+        let nb = self.nb();
+        let row = &self.qs[r * nb * 16..(r + 1) * nb * 16];
+        if b % 2 == 0 && b + 1 == nb {
+            return q4_values(&row[b * 16..b * 16 + 16]);
+        }
+        let pair = &row[(b & !1) * 16..(b & !1) * 16 + 32];
+        let shift = if b % 2 == 0 { 0 } else { 4 };
+        let mut v = [0u8; QK];
+        for j in 0..QK {
+            v[j] = (pair[j] >> shift) & 0x0F;
+        }
+        v
+    }
+
+    /// Row `r` as f32 (exactly ggml's dequantization).
+    pub(crate) fn dequantize_row(&self, r: usize, out: &mut [f32]) {
+        let nb = self.nb();
+        for b in 0..nb {
+            let (d, m) = (self.d[r * nb + b], self.m[r * nb + b]);
+            for (o, q) in out[b * QK..(b + 1) * QK].iter_mut().zip(self.block_values(r, b)) {
+                *o = q as f32 * d + m;
+            }
+        }
+    }
+}
+
+/// A Q8_0 matrix of `n` rows × `k` columns: `w = d · q`, `q` in -127..=127.
+#[derive(Debug)]
+pub(crate) struct Q8_0Matrix {
+    pub(crate) n: usize,
+    pub(crate) k: usize,
+    /// `n × k` values.
+    pub(crate) qs: Vec<i8>,
+    /// `n × nb` scales.
+    pub(crate) d: Vec<f32>,
+}
+
+impl Q8_0Matrix {
+    /// From the raw ggml bytes of an `n × k` tensor (`k` a multiple of 32).
+    pub(crate) fn from_ggml(raw: &[u8], n: usize, k: usize) -> Option<Self> {
+        let nb = k / QK;
+        if k % QK != 0 || raw.len() != n * nb * Q8_0_BLOCK_BYTES {
+            return None;
+        }
+        let mut qs = vec![0i8; n * k];
+        let mut d = vec![0f32; n * nb];
+        for (bi, block) in raw.chunks_exact(Q8_0_BLOCK_BYTES).enumerate() {
+            d[bi] = f16_at(block, 0);
+            for (q, &b) in qs[bi * QK..(bi + 1) * QK].iter_mut().zip(&block[2..]) {
+                *q = b as i8;
+            }
+        }
+        Some(Self { n, k, qs, d })
+    }
+
+    pub(crate) fn nb(&self) -> usize {
+        self.k / QK
+    }
+
+    /// Row `r` as f32 (exactly ggml's dequantization).
+    pub(crate) fn dequantize_row(&self, r: usize, out: &mut [f32]) {
+        let nb = self.nb();
+        for (b, o) in out.chunks_exact_mut(QK).enumerate().take(nb) {
+            let d = self.d[r * nb + b];
+            for (o, &q) in o.iter_mut().zip(&self.qs[r * self.k + b * QK..r * self.k + (b + 1) * QK]) {
+                *o = q as f32 * d;
+            }
+        }
+    }
+}
