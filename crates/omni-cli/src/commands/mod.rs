@@ -1,5 +1,8 @@
 //! Argument structs and the command each one runs.
 
+mod chat;
+mod generate;
+
 use clap::{Parser, Subcommand};
 
 /// omni: run multimodal models on your own machine.
@@ -11,9 +14,17 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Continue a prompt with a language model, streaming the text.
+    Generate(generate::GenerateArgs),
+    /// Chat with a language model, one message per line on stdin.
+    Chat(chat::ChatArgs),
+}
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {}
+    match cli.command {
+        Command::Generate(args) => generate::run(args),
+        Command::Chat(args) => chat::run(args),
+    }
 }

@@ -30,7 +30,13 @@ const QUERY_TILE: usize = 16;
 /// `q`: `seq × n_head × head_dim` (rotated); keys/values for positions
 /// `0..start + seq` already stored in `cache` layer `layer`. Writes `out`
 /// (`seq × n_head × head_dim`).
-pub(crate) fn attention(q: &mut [f32], cache: &KvCache, layer: usize, shape: AttnShape, out: &mut [f32]) {
+pub(crate) fn attention(
+    q: &mut [f32],
+    cache: &KvCache,
+    layer: usize,
+    shape: AttnShape,
+    out: &mut [f32],
+) {
     let AttnShape {
         n_head,
         n_kv_head,
@@ -47,7 +53,11 @@ pub(crate) fn attention(q: &mut [f32], cache: &KvCache, layer: usize, shape: Att
     let out_ptr = SharedOut(out.as_mut_ptr());
     let tiles = seq.div_ceil(QUERY_TILE);
     // llama.cpp's f16 matmul sums differently for one query column and for several.
-    let order = if seq == 1 { vec::DotOrder::Gemv } else { vec::DotOrder::Gemm };
+    let order = if seq == 1 {
+        vec::DotOrder::Gemv
+    } else {
+        vec::DotOrder::Gemm
+    };
     // Items: (kv head, query tile). A decode step has one tile, so one item per kv head.
     parallel_for(n_kv_head * tiles, |items| {
         let mut scores = Vec::new();
@@ -62,7 +72,17 @@ pub(crate) fn attention(q: &mut [f32], cache: &KvCache, layer: usize, shape: Att
                     let qh = &q[at..at + head_dim];
                     // SAFETY: (query i, head h) is written by this item only.
                     let oh = unsafe { std::slice::from_raw_parts_mut(out_ptr.at(at), head_dim) };
-                    attend_one(order, qh, &k[..n_pos * head_dim], v, cache.v_stride(), n_pos, scale, &mut scores, oh);
+                    attend_one(
+                        order,
+                        qh,
+                        &k[..n_pos * head_dim],
+                        v,
+                        cache.v_stride(),
+                        n_pos,
+                        scale,
+                        &mut scores,
+                        oh,
+                    );
                 }
             }
         }

@@ -61,9 +61,12 @@ impl ChatTemplate {
             .build()
             .map_err(|e| Error::Tokenizer(format!("chat template: {e}")))?;
         env.set_syntax(syntax);
-        env.add_function("raise_exception", |msg: String| -> std::result::Result<Value, JinjaError> {
-            Err(JinjaError::new(ErrorKind::InvalidOperation, msg))
-        });
+        env.add_function(
+            "raise_exception",
+            |msg: String| -> std::result::Result<Value, JinjaError> {
+                Err(JinjaError::new(ErrorKind::InvalidOperation, msg))
+            },
+        );
         env.add_function("strftime_now", |_fmt: String| -> String { String::new() });
         env.set_unknown_method_callback(python_methods);
         env.add_template_owned("chat", source.to_string())
@@ -73,7 +76,13 @@ impl ChatTemplate {
 
     /// Renders `messages`; with `add_generation_prompt` the text ends where the
     /// assistant's reply begins.
-    pub fn render(&self, messages: &[Message], add_generation_prompt: bool, bos: &str, eos: &str) -> Result<String> {
+    pub fn render(
+        &self,
+        messages: &[Message],
+        add_generation_prompt: bool,
+        bos: &str,
+        eos: &str,
+    ) -> Result<String> {
         let messages: Vec<Value> = messages
             .iter()
             .map(|m| {
@@ -107,7 +116,11 @@ fn python_methods(
     let arg = |i: usize| args.get(i).and_then(|v| v.as_str()).map(str::to_string);
     if let Some(s) = value.as_str() {
         let chars = arg(0);
-        let set = |c: char| chars.as_deref().map_or(c.is_whitespace(), |cs| cs.contains(c));
+        let set = |c: char| {
+            chars
+                .as_deref()
+                .map_or(c.is_whitespace(), |cs| cs.contains(c))
+        };
         return Ok(match method {
             "strip" => Value::from(s.trim_matches(set)),
             "lstrip" => Value::from(s.trim_start_matches(set)),
@@ -178,8 +191,18 @@ mod tests {
             "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n\
              <|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
         );
-        let out = t.render(&[Message::system("Be brief."), Message::user("Hi")], false, "", "").unwrap();
-        assert_eq!(out, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n");
+        let out = t
+            .render(
+                &[Message::system("Be brief."), Message::user("Hi")],
+                false,
+                "",
+                "",
+            )
+            .unwrap();
+        assert_eq!(
+            out,
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+        );
     }
 
     #[test]
@@ -188,7 +211,10 @@ mod tests {
             "{% for m in messages %}{{ m['content'].strip() }}|{{ m.content.startswith('a') }}{% endfor %}",
         )
         .unwrap();
-        assert_eq!(t.render(&[Message::user("  ab ")], false, "", "").unwrap(), "ab|False");
+        assert_eq!(
+            t.render(&[Message::user("  ab ")], false, "", "").unwrap(),
+            "ab|False"
+        );
         let t = ChatTemplate::new("{{ raise_exception('roles must alternate') }}").unwrap();
         let err = t.render(&[], false, "", "").unwrap_err().to_string();
         assert!(err.contains("roles must alternate"), "{err}");

@@ -98,7 +98,9 @@ impl LlmConfig {
         let hidden_size = md.usize(&key("embedding_length"))?;
         let n_layer = md.usize(&key("block_count"))?;
         let n_head = md.usize(&key("attention.head_count"))?;
-        let n_kv_head = md.opt_usize(&key("attention.head_count_kv"))?.unwrap_or(n_head);
+        let n_kv_head = md
+            .opt_usize(&key("attention.head_count_kv"))?
+            .unwrap_or(n_head);
         let bad = |reason: String| Error::model_file(path, reason);
         if n_head == 0 || n_kv_head == 0 || n_head % n_kv_head != 0 {
             return Err(bad(format!(
@@ -108,16 +110,24 @@ impl LlmConfig {
         if hidden_size == 0 || n_layer == 0 {
             return Err(bad("zero embedding length or block count".into()));
         }
-        let head_dim = md.opt_usize(&key("attention.key_length"))?.unwrap_or(hidden_size / n_head);
-        let value_dim = md.opt_usize(&key("attention.value_length"))?.unwrap_or(head_dim);
+        let head_dim = md
+            .opt_usize(&key("attention.key_length"))?
+            .unwrap_or(hidden_size / n_head);
+        let value_dim = md
+            .opt_usize(&key("attention.value_length"))?
+            .unwrap_or(head_dim);
         if value_dim != head_dim || head_dim == 0 || head_dim % 2 != 0 {
             return Err(bad(format!(
                 "unsupported head sizes (key {head_dim}, value {value_dim})"
             )));
         }
-        let rope_dim = md.opt_usize(&key("rope.dimension_count"))?.unwrap_or(head_dim);
+        let rope_dim = md
+            .opt_usize(&key("rope.dimension_count"))?
+            .unwrap_or(head_dim);
         if rope_dim > head_dim || rope_dim % 2 != 0 {
-            return Err(bad(format!("RoPE dimension {rope_dim} does not fit head size {head_dim}")));
+            return Err(bad(format!(
+                "RoPE dimension {rope_dim} does not fit head size {head_dim}"
+            )));
         }
         let rope_freq_scale = match md.opt_str(&key("rope.scaling.type"))? {
             None | Some("none") => 1.0,
@@ -151,7 +161,12 @@ impl LlmConfig {
             },
             rms_eps: md
                 .opt_f32(&key("attention.layer_norm_rms_epsilon"))?
-                .ok_or_else(|| bad(format!("missing metadata `{}`", key("attention.layer_norm_rms_epsilon"))))?,
+                .ok_or_else(|| {
+                    bad(format!(
+                        "missing metadata `{}`",
+                        key("attention.layer_norm_rms_epsilon")
+                    ))
+                })?,
             qkv_bias: has_tensor("blk.0.attn_q.bias"),
             tied_embeddings: !has_tensor("output.weight"),
         })
@@ -163,7 +178,10 @@ mod tests {
     use super::*;
 
     fn md(pairs: &[(&str, Value)]) -> HashMap<String, Value> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
     }
 
     /// SmolLM2-135M-Instruct's metadata, as in its GGUF.
@@ -185,9 +203,18 @@ mod tests {
         ]);
         let c = LlmConfig::from_metadata(Path::new("x.gguf"), &m, |_| false).unwrap();
         assert_eq!(c.arch, Arch::Llama);
-        assert_eq!((c.hidden_size, c.n_layer, c.n_head, c.n_kv_head), (576, 30, 9, 3));
-        assert_eq!((c.head_dim, c.ffn_dim, c.context_length, c.vocab_size), (64, 1536, 8192, 49152));
-        assert_eq!((c.rope_dim, c.rope_theta, c.rope_style), (64, 100000.0, RopeStyle::Interleaved));
+        assert_eq!(
+            (c.hidden_size, c.n_layer, c.n_head, c.n_kv_head),
+            (576, 30, 9, 3)
+        );
+        assert_eq!(
+            (c.head_dim, c.ffn_dim, c.context_length, c.vocab_size),
+            (64, 1536, 8192, 49152)
+        );
+        assert_eq!(
+            (c.rope_dim, c.rope_theta, c.rope_style),
+            (64, 100000.0, RopeStyle::Interleaved)
+        );
         assert_eq!(c.rms_eps, 1e-5);
         assert!(!c.qkv_bias);
         assert!(c.tied_embeddings);
@@ -214,7 +241,10 @@ mod tests {
         let has = |name: &str| matches!(name, "blk.0.attn_q.bias" | "output.weight");
         let c = LlmConfig::from_metadata(Path::new("q.gguf"), &m, has).unwrap();
         assert_eq!(c.arch, Arch::Qwen2);
-        assert_eq!((c.hidden_size, c.n_layer, c.n_head, c.n_kv_head), (896, 24, 14, 2));
+        assert_eq!(
+            (c.hidden_size, c.n_layer, c.n_head, c.n_kv_head),
+            (896, 24, 14, 2)
+        );
         assert_eq!((c.head_dim, c.rope_dim, c.ffn_dim), (64, 64, 4864));
         assert_eq!((c.rope_theta, c.rope_style), (1_000_000.0, RopeStyle::Neox));
         assert_eq!((c.context_length, c.vocab_size), (32768, 151936));

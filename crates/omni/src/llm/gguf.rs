@@ -50,7 +50,9 @@ impl GgufFile {
                 ),
             ));
         }
-        reader.seek(SeekFrom::Start(0)).map_err(|e| Error::io(&path, e))?;
+        reader
+            .seek(SeekFrom::Start(0))
+            .map_err(|e| Error::io(&path, e))?;
         let content = Content::read(&mut reader).map_err(|e| {
             Error::model_file(&path, format!("invalid or truncated GGUF header: {e}"))
         })?;
@@ -63,11 +65,16 @@ impl GgufFile {
             if elems % block != 0 {
                 return Err(Error::model_file(
                     &path,
-                    format!("tensor `{name}` has {elems} elements, not a multiple of its {block}-value blocks"),
+                    format!(
+                        "tensor `{name}` has {elems} elements, not a multiple of its {block}-value blocks"
+                    ),
                 ));
             }
             let bytes = (elems / block * info.ggml_dtype.type_size()) as u64;
-            let end = content.tensor_data_offset.saturating_add(info.offset).saturating_add(bytes);
+            let end = content
+                .tensor_data_offset
+                .saturating_add(info.offset)
+                .saturating_add(bytes);
             if end > file_len {
                 return Err(Error::model_file(
                     &path,
@@ -107,7 +114,10 @@ impl GgufFile {
     /// Reads tensor `name` (candle's dims order: outermost first).
     pub fn tensor(&mut self, name: &str) -> Result<QTensor> {
         if !self.has_tensor(name) {
-            return Err(Error::model_file(&self.path, format!("missing tensor `{name}`")));
+            return Err(Error::model_file(
+                &self.path,
+                format!("missing tensor `{name}`"),
+            ));
         }
         self.content
             .tensor(&mut self.reader, name, &Device::Cpu)
@@ -190,7 +200,11 @@ impl<'a> Metadata<'a> {
         value_as_i64(v)
             .and_then(|i| usize::try_from(i).ok())
             .map(Some)
-            .ok_or_else(|| self.err(format!("metadata `{key}` should be a non-negative integer, got {v:?}")))
+            .ok_or_else(|| {
+                self.err(format!(
+                    "metadata `{key}` should be a non-negative integer, got {v:?}"
+                ))
+            })
     }
 
     /// A float (f32 or f64, or an integer).
@@ -217,7 +231,10 @@ impl<'a> Metadata<'a> {
 
     /// An array of strings.
     pub fn str_array(&self, key: &str) -> Result<Vec<&'a str>> {
-        let v = self.map.get(key).ok_or_else(|| self.err(format!("missing metadata `{key}`")))?;
+        let v = self
+            .map
+            .get(key)
+            .ok_or_else(|| self.err(format!("missing metadata `{key}`")))?;
         let Value::Array(items) = v else {
             return Err(self.err(format!("metadata `{key}` should be an array of strings")));
         };
@@ -240,7 +257,10 @@ impl<'a> Metadata<'a> {
         };
         items
             .iter()
-            .map(|v| value_as_i64(v).ok_or_else(|| self.err(format!("metadata `{key}` holds a non-integer {v:?}"))))
+            .map(|v| {
+                value_as_i64(v)
+                    .ok_or_else(|| self.err(format!("metadata `{key}` holds a non-integer {v:?}")))
+            })
             .collect::<Result<Vec<_>>>()
             .map(Some)
     }

@@ -36,8 +36,12 @@ impl KvCache {
             capacity,
             v_stride,
             len: 0,
-            k: (0..config.n_layer).map(|_| vec![0f32; capacity * kv]).collect(),
-            v: (0..config.n_layer).map(|_| vec![0f32; v_stride * kv]).collect(),
+            k: (0..config.n_layer)
+                .map(|_| vec![0f32; capacity * kv])
+                .collect(),
+            v: (0..config.n_layer)
+                .map(|_| vec![0f32; v_stride * kv])
+                .collect(),
             scratch: Scratch::default(),
         }
     }

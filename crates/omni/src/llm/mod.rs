@@ -75,7 +75,11 @@ impl Backbone for LlamaModel {
 
     fn embed(&self, tokens: &[u32]) -> Result<Tensor> {
         let d = self.config().hidden_size;
-        Ok(Tensor::from_vec(self.embed_tokens(tokens)?, (tokens.len(), d), &Device::Cpu)?)
+        Ok(Tensor::from_vec(
+            self.embed_tokens(tokens)?,
+            (tokens.len(), d),
+            &Device::Cpu,
+        )?)
     }
 
     fn forward_embeds(&self, embeds: &Tensor, cache: &mut KvCache) -> Result<Vec<f32>> {
@@ -86,7 +90,10 @@ impl Backbone for LlamaModel {
                 self.config().hidden_size
             )));
         }
-        let hidden = embeds.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let hidden = embeds
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
         self.forward_hidden(&hidden, cache)
     }
 
@@ -114,7 +121,10 @@ pub struct Llm {
 
 impl std::fmt::Debug for Llm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Llm").field("path", &self.path).field("config", self.model.config()).finish()
+        f.debug_struct("Llm")
+            .field("path", &self.path)
+            .field("config", self.model.config())
+            .finish()
     }
 }
 
@@ -126,17 +136,28 @@ pub fn find_gguf(path: &Path) -> Result<PathBuf> {
     let mut found: Vec<PathBuf> = std::fs::read_dir(path)
         .map_err(|e| Error::io(path, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")))
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+        })
         .collect();
     found.sort();
     match found.len() {
-        0 => Err(Error::model_file(path, "no .gguf file in this model directory")),
+        0 => Err(Error::model_file(
+            path,
+            "no .gguf file in this model directory",
+        )),
         1 => Ok(found.remove(0)),
         _ => Err(Error::model_file(
             path,
             format!(
                 "several .gguf files in this model directory ({}); name one",
-                found.iter().filter_map(|p| p.file_name()).map(|n| n.to_string_lossy()).collect::<Vec<_>>().join(", ")
+                found
+                    .iter()
+                    .filter_map(|p| p.file_name())
+                    .map(|n| n.to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         )),
     }
@@ -194,15 +215,26 @@ impl Llm {
     /// A cache for `context` positions (default and maximum: the model's context length).
     pub fn new_cache(&self, context: Option<usize>) -> KvCache {
         let max = self.config().context_length;
-        self.model.new_cache(context.map_or(max, |c| c.clamp(1, max)))
+        self.model
+            .new_cache(context.map_or(max, |c| c.clamp(1, max)))
     }
 
     /// Renders `messages` with the model's chat template.
-    pub fn apply_chat_template(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
+    pub fn apply_chat_template(
+        &self,
+        messages: &[Message],
+        add_generation_prompt: bool,
+    ) -> Result<String> {
         let template = self.chat_template.as_ref().ok_or_else(|| {
-            Error::model_file(&self.path, "the model has no chat template (tokenizer.chat_template)")
+            Error::model_file(
+                &self.path,
+                "the model has no chat template (tokenizer.chat_template)",
+            )
         })?;
-        let text = |id: Option<u32>| id.and_then(|i| self.tokenizer.token_text(i)).unwrap_or_default();
+        let text = |id: Option<u32>| {
+            id.and_then(|i| self.tokenizer.token_text(i))
+                .unwrap_or_default()
+        };
         template.render(
             messages,
             add_generation_prompt,
@@ -219,6 +251,13 @@ impl Llm {
         options: &GenerateOptions,
         on_text: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Generation> {
-        generate(&self.model, &self.tokenizer, cache, prompt, options, on_text)
+        generate(
+            &self.model,
+            &self.tokenizer,
+            cache,
+            prompt,
+            options,
+            on_text,
+        )
     }
 }

@@ -123,7 +123,10 @@ impl LlamaModel {
 
     /// Token embeddings, `tokens.len() × hidden_size`.
     pub fn embed_tokens(&self, tokens: &[u32]) -> Result<Vec<f32>> {
-        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= self.config.vocab_size) {
+        if let Some(&bad) = tokens
+            .iter()
+            .find(|&&t| t as usize >= self.config.vocab_size)
+        {
             return Err(Error::InvalidInput(format!(
                 "token id {bad} is outside the vocabulary of {} tokens",
                 self.config.vocab_size
@@ -186,13 +189,24 @@ impl LlamaModel {
         logits
     }
 
-    fn run_blocks(&self, s: &mut Scratch, cache: &mut KvCache, start: usize, seq: usize) -> Result<()> {
+    fn run_blocks(
+        &self,
+        s: &mut Scratch,
+        cache: &mut KvCache,
+        start: usize,
+        seq: usize,
+    ) -> Result<()> {
         let c = &self.config;
         let d = c.hidden_size;
         let kv = c.n_kv_head * c.head_dim;
         for (l, b) in self.blocks.iter().enumerate() {
             for i in 0..seq {
-                rms_norm(&s.x[i * d..(i + 1) * d], &b.attn_norm, c.rms_eps, &mut s.xn[i * d..(i + 1) * d]);
+                rms_norm(
+                    &s.x[i * d..(i + 1) * d],
+                    &b.attn_norm,
+                    c.rms_eps,
+                    &mut s.xn[i * d..(i + 1) * d],
+                );
             }
             matmul_many(
                 &[&b.wq, &b.wk, &b.wv],
@@ -221,9 +235,20 @@ impl LlamaModel {
             add_in_place(&mut s.x, &s.o);
 
             for i in 0..seq {
-                rms_norm(&s.x[i * d..(i + 1) * d], &b.ffn_norm, c.rms_eps, &mut s.xn[i * d..(i + 1) * d]);
+                rms_norm(
+                    &s.x[i * d..(i + 1) * d],
+                    &b.ffn_norm,
+                    c.rms_eps,
+                    &mut s.xn[i * d..(i + 1) * d],
+                );
             }
-            matmul_many(&[&b.gate, &b.up], &s.xn, seq, &mut s.acts, &mut [&mut s.gate, &mut s.up])?;
+            matmul_many(
+                &[&b.gate, &b.up],
+                &s.xn,
+                seq,
+                &mut s.acts,
+                &mut [&mut s.gate, &mut s.up],
+            )?;
             vec::swiglu(&mut s.gate, &s.up);
             matmul_many(&[&b.down], &s.gate, seq, &mut s.acts, &mut [&mut s.o])?;
             add_in_place(&mut s.x, &s.o);
@@ -284,7 +309,8 @@ fn linear(gguf: &mut GgufFile, name: &str, rows: usize, cols: usize) -> Result<Q
             format!("tensor `{name}` has shape {dims:?}, expected [{rows}, {cols}]"),
         ));
     }
-    QLinear::from_qtensor(t).map_err(|e| Error::model_file(gguf.path(), format!("tensor `{name}`: {e}")))
+    QLinear::from_qtensor(t)
+        .map_err(|e| Error::model_file(gguf.path(), format!("tensor `{name}`: {e}")))
 }
 
 /// ggml's `rms_norm` then `mul`: `y = (x / sqrt(mean(x²) + eps)) · w`, the sum in f64.

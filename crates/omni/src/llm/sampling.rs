@@ -102,7 +102,11 @@ impl Sampler {
                 if let Some(l) = logits.get_mut(t as usize)
                     && seen.insert(t)
                 {
-                    *l = if *l <= 0.0 { *l * p.repeat_penalty } else { *l / p.repeat_penalty };
+                    *l = if *l <= 0.0 {
+                        *l * p.repeat_penalty
+                    } else {
+                        *l / p.repeat_penalty
+                    };
                 }
             }
         }
@@ -203,7 +207,9 @@ mod tests {
         let logits: Vec<f32> = (0..100).map(|i| (i % 10) as f32).collect();
         let draw = |params: &SamplingParams| {
             let mut s = Sampler::new(params.clone());
-            (0..50).map(|_| s.sample(&mut logits.clone(), &[])).collect::<Vec<_>>()
+            (0..50)
+                .map(|_| s.sample(&mut logits.clone(), &[]))
+                .collect::<Vec<_>>()
         };
         let a = draw(&params);
         assert_eq!(a, draw(&params));

@@ -42,7 +42,8 @@ impl TextStream {
                 Err(e) => {
                     let valid = e.valid_up_to();
                     // The prefix up to `valid_up_to` is valid UTF-8.
-                    decoded.push_str(std::str::from_utf8(&self.pending[..valid]).unwrap_or_default());
+                    decoded
+                        .push_str(std::str::from_utf8(&self.pending[..valid]).unwrap_or_default());
                     match e.error_len() {
                         // An incomplete character at the end: wait for more bytes.
                         None => {
@@ -62,13 +63,19 @@ impl TextStream {
             let text = self.held[..at].to_string();
             self.held.clear();
             self.pending.clear();
-            return Released { text, stopped: true };
+            return Released {
+                text,
+                stopped: true,
+            };
         }
         let keep = self.partial_stop_suffix();
         let cut = self.held.len() - keep;
         let text = self.held[..cut].to_string();
         self.held.drain(..cut);
-        Released { text, stopped: false }
+        Released {
+            text,
+            stopped: false,
+        }
     }
 
     /// Releases whatever is held at the end of generation.
@@ -82,7 +89,10 @@ impl TextStream {
     }
 
     fn first_stop(&self) -> Option<usize> {
-        self.stops.iter().filter_map(|s| self.held.find(s.as_str())).min()
+        self.stops
+            .iter()
+            .filter_map(|s| self.held.find(s.as_str()))
+            .min()
     }
 
     /// Length of the longest suffix of `held` that is a proper prefix of a stop string.
@@ -121,15 +131,45 @@ mod tests {
     #[test]
     fn stop_string_spanning_tokens() {
         let mut s = TextStream::new(&["END".to_string(), "\n\n".to_string()]);
-        assert_eq!(s.push(b"Hello E"), Released { text: "Hello ".into(), stopped: false });
-        assert_eq!(s.push(b"N"), Released { text: "".into(), stopped: false });
-        assert_eq!(s.push(b"Dless"), Released { text: "".into(), stopped: true });
+        assert_eq!(
+            s.push(b"Hello E"),
+            Released {
+                text: "Hello ".into(),
+                stopped: false
+            }
+        );
+        assert_eq!(
+            s.push(b"N"),
+            Released {
+                text: "".into(),
+                stopped: false
+            }
+        );
+        assert_eq!(
+            s.push(b"Dless"),
+            Released {
+                text: "".into(),
+                stopped: true
+            }
+        );
         let mut s = TextStream::new(&["END".to_string()]);
         assert_eq!(s.push(b"E").text, "");
         assert_eq!(s.push(b"x").text, "Ex");
         assert_eq!(s.push(b"a\n").text, "a\n");
         let mut s = TextStream::new(&["\n\n".to_string()]);
-        assert_eq!(s.push(b"a\n"), Released { text: "a".into(), stopped: false });
-        assert_eq!(s.push(b"\nb"), Released { text: "".into(), stopped: true });
+        assert_eq!(
+            s.push(b"a\n"),
+            Released {
+                text: "a".into(),
+                stopped: false
+            }
+        );
+        assert_eq!(
+            s.push(b"\nb"),
+            Released {
+                text: "".into(),
+                stopped: true
+            }
+        );
     }
 }

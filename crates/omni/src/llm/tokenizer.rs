@@ -71,9 +71,13 @@ impl std::fmt::Debug for LlmTokenizer {
 /// The pre-tokenizer llama.cpp uses for a `tokenizer.ggml.pre` value.
 fn pre_tokenizer(pre: &str) -> Result<(PreTokenizerWrapper, bool)> {
     let split = |re: &str| -> Result<PreTokenizerWrapper> {
-        Split::new(SplitPattern::Regex(re.to_string()), SplitDelimiterBehavior::Isolated, false)
-            .map(Into::into)
-            .map_err(|e| Error::Tokenizer(format!("pre-tokenizer regex: {e}")))
+        Split::new(
+            SplitPattern::Regex(re.to_string()),
+            SplitDelimiterBehavior::Isolated,
+            false,
+        )
+        .map(Into::into)
+        .map_err(|e| Error::Tokenizer(format!("pre-tokenizer regex: {e}")))
     };
     let bytes_only = || PreTokenizerWrapper::from(ByteLevel::new(false, false, false));
     let gpt2 = || PreTokenizerWrapper::from(ByteLevel::new(false, false, true));
@@ -149,11 +153,17 @@ impl LlmTokenizer {
         }
         let tokens = md.str_array("tokenizer.ggml.tokens")?;
         let merges = md.str_array("tokenizer.ggml.merges")?;
-        let types = md.opt_int_array("tokenizer.ggml.token_type")?.unwrap_or_default();
+        let types = md
+            .opt_int_array("tokenizer.ggml.token_type")?
+            .unwrap_or_default();
         let pre = md.opt_str("tokenizer.ggml.pre")?.unwrap_or("default");
         let (pre_tok, ignore_merges) = pre_tokenizer(pre)?;
 
-        let vocab: Vocab = tokens.iter().enumerate().map(|(i, t)| (t.to_string(), i as u32)).collect();
+        let vocab: Vocab = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.to_string(), i as u32))
+            .collect();
         let merges = merges
             .iter()
             .map(|m| {
@@ -185,7 +195,10 @@ impl LlmTokenizer {
             }
         }
         let id = |key: &str| -> Result<Option<u32>> {
-            Ok(md.opt_usize(key)?.filter(|&i| i < tokens.len()).map(|i| i as u32))
+            Ok(md
+                .opt_usize(key)?
+                .filter(|&i| i < tokens.len())
+                .map(|i| i as u32))
         };
         let bos = id("tokenizer.ggml.bos_token_id")?;
         let eos = id("tokenizer.ggml.eos_token_id")?;
@@ -200,13 +213,24 @@ impl LlmTokenizer {
                 }
             }
         }
-        inner.add_special_tokens(specials).map_err(|e| Error::Tokenizer(e.to_string()))?;
-        inner.add_tokens(user).map_err(|e| Error::Tokenizer(e.to_string()))?;
+        inner
+            .add_special_tokens(specials)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        inner
+            .add_tokens(user)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
 
-        let char_to_byte: std::collections::HashMap<char, u8> =
-            byte_to_char().iter().enumerate().map(|(b, &c)| (c, b as u8)).collect();
-        let user_ids: HashSet<usize> =
-            types.iter().enumerate().filter(|(_, t)| **t == TYPE_USER_DEFINED).map(|(i, _)| i).collect();
+        let char_to_byte: std::collections::HashMap<char, u8> = byte_to_char()
+            .iter()
+            .enumerate()
+            .map(|(b, &c)| (c, b as u8))
+            .collect();
+        let user_ids: HashSet<usize> = types
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| **t == TYPE_USER_DEFINED)
+            .map(|(i, _)| i)
+            .collect();
         let pieces = tokens
             .iter()
             .enumerate()
@@ -222,7 +246,10 @@ impl LlmTokenizer {
             .collect();
         let add_bos = md
             .opt_bool("tokenizer.ggml.add_bos_token")?
-            .unwrap_or(matches!(pre, "llama3" | "llama-v3" | "llama-bpe" | "falcon3"));
+            .unwrap_or(matches!(
+                pre,
+                "llama3" | "llama-v3" | "llama-bpe" | "falcon3"
+            ));
         Ok(Self {
             inner,
             literal: OnceLock::new(),
@@ -241,9 +268,15 @@ impl LlmTokenizer {
         let n = inner.get_vocab_size(true);
         let mut pieces = vec![Vec::new(); n];
         let mut eog = HashSet::new();
-        let char_to_byte: std::collections::HashMap<char, u8> =
-            byte_to_char().iter().enumerate().map(|(b, &c)| (c, b as u8)).collect();
-        let byte_level = matches!(inner.get_decoder(), Some(tokenizers::DecoderWrapper::ByteLevel(_)));
+        let char_to_byte: std::collections::HashMap<char, u8> = byte_to_char()
+            .iter()
+            .enumerate()
+            .map(|(b, &c)| (c, b as u8))
+            .collect();
+        let byte_level = matches!(
+            inner.get_decoder(),
+            Some(tokenizers::DecoderWrapper::ByteLevel(_))
+        );
         let specials: HashSet<u32> = inner
             .get_added_tokens_decoder()
             .iter()
@@ -251,7 +284,9 @@ impl LlmTokenizer {
             .map(|(&id, _)| id)
             .collect();
         for (text, id) in inner.get_vocab(true) {
-            let Some(slot) = pieces.get_mut(id as usize) else { continue };
+            let Some(slot) = pieces.get_mut(id as usize) else {
+                continue;
+            };
             if EOG_TEXTS.contains(&text.as_str()) {
                 eog.insert(id);
             }
@@ -261,7 +296,9 @@ impl LlmTokenizer {
             *slot = if byte_level {
                 byte_level_bytes(&text, &char_to_byte)
             } else if let Some(hex) = text.strip_prefix("<0x").and_then(|h| h.strip_suffix('>')) {
-                u8::from_str_radix(hex, 16).map(|b| vec![b]).unwrap_or_else(|_| text.into_bytes())
+                u8::from_str_radix(hex, 16)
+                    .map(|b| vec![b])
+                    .unwrap_or_else(|_| text.into_bytes())
             } else {
                 text.replace('\u{2581}', " ").into_bytes()
             };
@@ -279,7 +316,9 @@ impl LlmTokenizer {
             bos,
             eos,
             eog,
-            add_bos: md.opt_bool("tokenizer.ggml.add_bos_token")?.unwrap_or(false),
+            add_bos: md
+                .opt_bool("tokenizer.ggml.add_bos_token")?
+                .unwrap_or(false),
         })
     }
 
@@ -296,7 +335,9 @@ impl LlmTokenizer {
                 t
             })
         };
-        let enc = tok.encode_fast(text, false).map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let enc = tok
+            .encode_fast(text, false)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
         let mut ids = Vec::with_capacity(enc.len() + 1);
         if add_special && self.add_bos {
             ids.extend(self.bos);
@@ -312,7 +353,10 @@ impl LlmTokenizer {
 
     /// The text of `ids`, control tokens left out; invalid UTF-8 replaced.
     pub fn decode(&self, ids: &[u32]) -> String {
-        let bytes: Vec<u8> = ids.iter().flat_map(|&id| self.piece(id).iter().copied()).collect();
+        let bytes: Vec<u8> = ids
+            .iter()
+            .flat_map(|&id| self.piece(id).iter().copied())
+            .collect();
         String::from_utf8_lossy(&bytes).into_owned()
     }
 

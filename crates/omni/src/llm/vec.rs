@@ -102,7 +102,8 @@ pub(crate) fn dots(order: DotOrder, x: &[f32], rows: &[f32], stride: usize, out:
                     let (j, l) = ((c % 32) / 8, c % 8);
                     sum[j][l] = row[c].mul_add(x[c], sum[j][l]);
                 }
-                let t: [f32; 8] = std::array::from_fn(|l| (sum[0][l] + sum[2][l]) + (sum[1][l] + sum[3][l]));
+                let t: [f32; 8] =
+                    std::array::from_fn(|l| (sum[0][l] + sum[2][l]) + (sum[1][l] + sum[3][l]));
                 let h = [t[0] + t[4], t[1] + t[5], t[2] + t[6], t[3] + t[7]];
                 let mut total = ((h[0] + h[1]) + (h[2] + h[3])) as f64;
                 for c in np..n {
@@ -131,7 +132,10 @@ mod x86 {
             _mm256_fnmadd_ps(n, _mm256_set1_ps(f32::from_bits(0x3f31_7200)), x), // 0x1.62e4p-1
         );
         let e = _mm256_slli_epi32(_mm256_castps_si256(z), 23);
-        let k = _mm256_castsi256_ps(_mm256_add_epi32(e, _mm256_castps_si256(_mm256_set1_ps(1.0))));
+        let k = _mm256_castsi256_ps(_mm256_add_epi32(
+            e,
+            _mm256_castps_si256(_mm256_set1_ps(1.0)),
+        ));
         let c = _mm256_castps_si256(_mm256_cmp_ps(
             _mm256_andnot_ps(_mm256_set1_ps(-0.0), n),
             _mm256_set1_ps(126.0),
@@ -174,7 +178,10 @@ mod x86 {
             _mm256_andnot_ps(
                 _mm256_castsi256_ps(d),
                 _mm256_or_ps(
-                    _mm256_and_ps(_mm256_castsi256_ps(c), _mm256_mul_ps(_mm256_fmadd_ps(s2, j, s2), s1)),
+                    _mm256_and_ps(
+                        _mm256_castsi256_ps(c),
+                        _mm256_mul_ps(_mm256_fmadd_ps(s2, j, s2), s1),
+                    ),
                     _mm256_andnot_ps(_mm256_castsi256_ps(c), _mm256_fmadd_ps(k, j, k)),
                 ),
             ),
@@ -222,7 +229,10 @@ mod x86 {
                 let x = _mm256_loadu_ps(p);
                 let silu = _mm256_div_ps(
                     x,
-                    _mm256_add_ps(_mm256_set1_ps(1.0), v_expf(_mm256_sub_ps(_mm256_setzero_ps(), x))),
+                    _mm256_add_ps(
+                        _mm256_set1_ps(1.0),
+                        v_expf(_mm256_sub_ps(_mm256_setzero_ps(), x)),
+                    ),
                 );
                 _mm256_storeu_ps(p, _mm256_mul_ps(silu, _mm256_loadu_ps(up.as_ptr().add(i))));
             }
@@ -256,7 +266,11 @@ mod x86 {
             while i < out.len() {
                 let mut acc = _mm256_setzero_ps();
                 for c in (0..n).step_by(8) {
-                    acc = _mm256_fmadd_ps(_mm256_loadu_ps(rp.add(i * stride + c)), _mm256_loadu_ps(xp.add(c)), acc);
+                    acc = _mm256_fmadd_ps(
+                        _mm256_loadu_ps(rp.add(i * stride + c)),
+                        _mm256_loadu_ps(xp.add(c)),
+                        acc,
+                    );
                 }
                 out[i] = hsum(acc);
                 i += 1;
@@ -278,7 +292,11 @@ mod x86 {
                 for c in (0..np).step_by(32) {
                     for (j, sj) in s.iter_mut().enumerate() {
                         let at = c + j * 8;
-                        *sj = _mm256_fmadd_ps(_mm256_loadu_ps(row.add(at)), _mm256_loadu_ps(xp.add(at)), *sj);
+                        *sj = _mm256_fmadd_ps(
+                            _mm256_loadu_ps(row.add(at)),
+                            _mm256_loadu_ps(xp.add(at)),
+                            *sj,
+                        );
                     }
                 }
                 // GGML_F32x8_REDUCE
@@ -301,7 +319,9 @@ mod tests {
 
     #[test]
     fn simd_matches_scalar() {
-        let x: Vec<f32> = (0..37).map(|i| (i as f32 * 0.7).sin() * 20.0 - 3.0).collect();
+        let x: Vec<f32> = (0..37)
+            .map(|i| (i as f32 * 0.7).sin() * 20.0 - 3.0)
+            .collect();
         let max = x.iter().cloned().fold(f32::MIN, f32::max);
         let mut y = x.clone();
         let sum = softmax_exp(&mut y, max);
@@ -326,7 +346,11 @@ mod tests {
             for c in 0..hd {
                 lanes[c % 8] = k[j * 80 + c].mul_add(q[c], lanes[c % 8]);
             }
-            assert_eq!(s[j].to_bits(), crate::llm::quant::hsum_float_8(lanes).to_bits(), "{j}");
+            assert_eq!(
+                s[j].to_bits(),
+                crate::llm::quant::hsum_float_8(lanes).to_bits(),
+                "{j}"
+            );
             let want: f32 = (0..hd).map(|c| q[c] * k[j * 80 + c]).sum::<f32>();
             assert!((s[j] - want).abs() < 1e-4, "{j}");
         }
@@ -339,7 +363,8 @@ mod tests {
             for c in 0..64 {
                 sum[(c % 32) / 8][c % 8] = row[c].mul_add(q[c], sum[(c % 32) / 8][c % 8]);
             }
-            let t: [f32; 8] = std::array::from_fn(|l| (sum[0][l] + sum[2][l]) + (sum[1][l] + sum[3][l]));
+            let t: [f32; 8] =
+                std::array::from_fn(|l| (sum[0][l] + sum[2][l]) + (sum[1][l] + sum[3][l]));
             let h = [t[0] + t[4], t[1] + t[5], t[2] + t[6], t[3] + t[7]];
             let mut total = ((h[0] + h[1]) + (h[2] + h[3])) as f64;
             for c in 64..hd {

@@ -118,7 +118,10 @@ unsafe fn quantize_avx2(x: &[f32], qs: &mut [i8], ds: &mut [f32], ss: &mut [f32]
             let sum = _mm_cvtsi128_si32(s4);
             // The in-lane packs leave the order 0-3 8-11 16-19 24-27 4-7 …; permute back.
             let bytes = _mm256_permutevar8x32_epi32(
-                _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3])),
+                _mm256_packs_epi16(
+                    _mm256_packs_epi32(q[0], q[1]),
+                    _mm256_packs_epi32(q[2], q[3]),
+                ),
                 _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7),
             );
             _mm256_storeu_si256(qs.as_mut_ptr().add(b * QK) as *mut __m256i, bytes);
@@ -135,7 +138,9 @@ mod tests {
     #[test]
     fn quantize_matches_the_definition() {
         let k = 96;
-        let x: Vec<f32> = (0..2 * k).map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0 + 0.5).collect();
+        let x: Vec<f32> = (0..2 * k)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0 + 0.5)
+            .collect();
         let mut a = QActs::default();
         a.quantize(&x, 2, k);
         for (b, block) in x.chunks_exact(QK).enumerate() {

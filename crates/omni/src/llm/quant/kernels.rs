@@ -53,7 +53,13 @@ pub(crate) fn gemv_q8_0(w: &Q8_0Matrix, rows: Range<usize>, a: &ActRow<'_>, out:
 /// # Safety
 /// `out` must be valid for writes at `i · n + r` for all `i < acts.len()`, `r` in `rows`,
 /// and no other thread may access those elements meanwhile.
-pub(crate) unsafe fn gemm_q4_1(w: &Q4_1Matrix, rows: Range<usize>, acts: &[ActRow<'_>], out: *mut f32, n: usize) {
+pub(crate) unsafe fn gemm_q4_1(
+    w: &Q4_1Matrix,
+    rows: Range<usize>,
+    acts: &[ActRow<'_>],
+    out: *mut f32,
+    n: usize,
+) {
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: AVX2 and FMA were detected; `out` is the caller's promise.
@@ -119,10 +125,14 @@ mod tests {
 
     /// A deterministic pseudo-random stream in [-1, 1).
     fn noise(seed: u64, n: usize) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (0..n)
             .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
             })
             .collect()
@@ -183,15 +193,23 @@ mod tests {
                     assert!(close(out[0], want), "{k} {r} {i}");
                 }
                 // Against the f64 dot product of the dequantized weights and activations.
-                let xq: Vec<f64> = (0..k).map(|i| acts.qs[i] as f64 * acts.d[i / QK] as f64).collect();
+                let xq: Vec<f64> = (0..k)
+                    .map(|i| acts.qs[i] as f64 * acts.d[i / QK] as f64)
+                    .collect();
                 w4.dequantize_row(r, &mut wrow);
                 let exact: f64 = (0..k).map(|e| wrow[e] as f64 * xq[e]).sum();
                 let got = dot_q4_1_portable(&w4, r, &rows[0]) as f64;
-                assert!((got - exact).abs() < 1e-3 * (1.0 + exact.abs()), "{k}: {got} vs {exact}");
+                assert!(
+                    (got - exact).abs() < 1e-3 * (1.0 + exact.abs()),
+                    "{k}: {got} vs {exact}"
+                );
                 w8.dequantize_row(r, &mut wrow);
                 let exact: f64 = (0..k).map(|e| wrow[e] as f64 * xq[e]).sum();
                 let got = dot_q8_0_portable(&w8, r, &rows[0]) as f64;
-                assert!((got - exact).abs() < 1e-4 * (1.0 + exact.abs()), "{k}: {got} vs {exact}");
+                assert!(
+                    (got - exact).abs() < 1e-4 * (1.0 + exact.abs()),
+                    "{k}: {got} vs {exact}"
+                );
             }
         }
     }
@@ -207,7 +225,9 @@ mod bench {
     #[ignore]
     fn kernel_speed() {
         let (n, k) = (1536, 576);
-        let raw: Vec<u8> = (0..n * k / QK * 20).map(|i| (i * 7 % 251) as u8 & 0x3F).collect();
+        let raw: Vec<u8> = (0..n * k / QK * 20)
+            .map(|i| (i * 7 % 251) as u8 & 0x3F)
+            .collect();
         let w = Q4_1Matrix::from_ggml(&raw, n, k).unwrap();
         let x: Vec<f32> = (0..4 * k).map(|i| (i as f32 * 0.37).sin()).collect();
         let mut acts = QActs::default();
@@ -239,7 +259,9 @@ mod bench {
             }
         });
         println!("q4_1 gemm x4: {:.1} GMAC/s", 4.0 * macs / secs / 1e9);
-        let raw: Vec<u8> = (0..n * k / QK * 34).map(|i| (i * 7 % 251) as u8 & 0x3F).collect();
+        let raw: Vec<u8> = (0..n * k / QK * 34)
+            .map(|i| (i * 7 % 251) as u8 & 0x3F)
+            .collect();
         let w = Q8_0Matrix::from_ggml(&raw, n, k).unwrap();
         let secs = best(&mut || {
             for _ in 0..reps {

@@ -156,7 +156,8 @@ pub(crate) fn matmul_many(
                 let (t, tile) = (item / total_tiles, item % total_tiles);
                 let j = starts.partition_point(|&s| s <= tile) - 1;
                 let w = ws[j];
-                let rows = (tile - starts[j]) * ROW_TILE..((tile - starts[j] + 1) * ROW_TILE).min(w.n());
+                let rows =
+                    (tile - starts[j]) * ROW_TILE..((tile - starts[j] + 1) * ROW_TILE).min(w.n());
                 let acts_range = t * ACT_TILE..((t + 1) * ACT_TILE).min(m);
                 run_tile(w, rows, acts, acts_range, ptrs[j]);
             }

@@ -62,14 +62,16 @@ impl Q4_1Matrix {
             let mut b = 0;
             while b + 1 < nb {
                 let lo = q4_values(&row[b * Q4_1_BLOCK_BYTES + 4..(b + 1) * Q4_1_BLOCK_BYTES]);
-                let hi = q4_values(&row[(b + 1) * Q4_1_BLOCK_BYTES + 4..(b + 2) * Q4_1_BLOCK_BYTES]);
+                let hi =
+                    q4_values(&row[(b + 1) * Q4_1_BLOCK_BYTES + 4..(b + 2) * Q4_1_BLOCK_BYTES]);
                 for j in 0..QK {
                     out[b * 16 + j] = lo[j] | (hi[j] << 4);
                 }
                 b += 2;
             }
             if b < nb {
-                out[b * 16..b * 16 + 16].copy_from_slice(&row[b * Q4_1_BLOCK_BYTES + 4..(b + 1) * Q4_1_BLOCK_BYTES]);
+                out[b * 16..b * 16 + 16]
+                    .copy_from_slice(&row[b * Q4_1_BLOCK_BYTES + 4..(b + 1) * Q4_1_BLOCK_BYTES]);
             }
         }
         Some(Self { n, k, qs, d, m })
@@ -100,7 +102,10 @@ impl Q4_1Matrix {
         let nb = self.nb();
         for b in 0..nb {
             let (d, m) = (self.d[r * nb + b], self.m[r * nb + b]);
-            for (o, q) in out[b * QK..(b + 1) * QK].iter_mut().zip(self.block_values(r, b)) {
+            for (o, q) in out[b * QK..(b + 1) * QK]
+                .iter_mut()
+                .zip(self.block_values(r, b))
+            {
                 *o = q as f32 * d + m;
             }
         }
@@ -145,7 +150,10 @@ impl Q8_0Matrix {
         let nb = self.nb();
         for (b, o) in out.chunks_exact_mut(QK).enumerate().take(nb) {
             let d = self.d[r * nb + b];
-            for (o, &q) in o.iter_mut().zip(&self.qs[r * self.k + b * QK..r * self.k + (b + 1) * QK]) {
+            for (o, &q) in o
+                .iter_mut()
+                .zip(&self.qs[r * self.k + b * QK..r * self.k + (b + 1) * QK])
+            {
                 *o = q as f32 * d;
             }
         }
