@@ -9,9 +9,7 @@ pub fn omni_home() -> PathBuf {
     if let Some(home) = std::env::var_os("OMNI_HOME").filter(|h| !h.is_empty()) {
         return PathBuf::from(home);
     }
-    let user_home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_default();
+    let user_home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
     user_home.join(".cache").join("omni")
 }
 
