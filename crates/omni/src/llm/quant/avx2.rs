@@ -180,6 +180,15 @@ pub(crate) unsafe fn gemm_q4_1(
         check_act(a, w.k);
     }
     let mut unpacked = vec![0u8; w.k];
+    let groups: Vec<ActPtrs> = acts
+        .chunks(4)
+        .map(|g| ActPtrs {
+            len: g.len(),
+            qs: std::array::from_fn(|i| g[i.min(g.len() - 1)].qs.as_ptr()),
+            d: std::array::from_fn(|i| g[i.min(g.len() - 1)].d.as_ptr()),
+            s: std::array::from_fn(|i| g[i.min(g.len() - 1)].s.as_ptr()),
+        })
+        .collect();
     for r in rows {
         let row = w.qs[r * nb * 16..(r + 1) * nb * 16].as_ptr();
         let mut b = 0;
@@ -198,51 +207,53 @@ pub(crate) unsafe fn gemm_q4_1(
             b += 2;
         }
         let (wd, wm) = (&w.d[r * nb..(r + 1) * nb], &w.m[r * nb..(r + 1) * nb]);
-        let mut i = 0;
-        while i < acts.len() {
-            let len = (acts.len() - i).min(4);
+        for (g, ptrs) in groups.iter().enumerate() {
             let mut res = [0f32; 4];
-            // SAFETY: the activation rows have k values; `unpacked` holds nb blocks.
+            // SAFETY: the activation rows have k values (checked); `unpacked` holds nb blocks.
             unsafe {
-                match len {
-                    4 => bytes_rows::<4>(&unpacked, wd, wm, &acts[i..i + 4], &mut res),
-                    3 => bytes_rows::<3>(&unpacked, wd, wm, &acts[i..i + 3], &mut res),
-                    2 => bytes_rows::<2>(&unpacked, wd, wm, &acts[i..i + 2], &mut res),
-                    _ => bytes_rows::<1>(&unpacked, wd, wm, &acts[i..i + 1], &mut res),
+                match ptrs.len {
+                    4 => bytes_rows::<4>(&unpacked, wd, wm, ptrs, &mut res),
+                    3 => bytes_rows::<3>(&unpacked, wd, wm, ptrs, &mut res),
+                    2 => bytes_rows::<2>(&unpacked, wd, wm, ptrs, &mut res),
+                    _ => bytes_rows::<1>(&unpacked, wd, wm, ptrs, &mut res),
                 }
             }
-            for (j, v) in res[..len].iter().enumerate() {
-                // SAFETY: the caller guarantees `out` is valid at (i + j) · n + r.
-                unsafe { *out.add((i + j) * n + r) = *v };
+            for (j, v) in res[..ptrs.len].iter().enumerate() {
+                // SAFETY: the caller guarantees `out` is valid at (4g + j) · n + r.
+                unsafe { *out.add((4 * g + j) * n + r) = *v };
             }
-            i += len;
         }
     }
 }
 
+/// Raw pointers to up to four activation rows (values, scales, sums).
+struct ActPtrs {
+    len: usize,
+    qs: [*const i8; 4],
+    d: [*const f32; 4],
+    s: [*const f32; 4],
+}
+
 /// One unpacked Q4_1 row against `A` activation rows.
+///
+/// # Safety
+/// `u`, `wd`, `wm` and the activation rows hold `wd.len()` blocks.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn bytes_rows<const A: usize>(
-    u: &[u8],
-    wd: &[f32],
-    wm: &[f32],
-    acts: &[ActRow<'_>],
-    out: &mut [f32; 4],
-) {
+unsafe fn bytes_rows<const A: usize>(u: &[u8], wd: &[f32], wm: &[f32], acts: &ActPtrs, out: &mut [f32; 4]) {
     let nb = wd.len();
     let mut acc = [_mm256_setzero_ps(); A];
     let mut summs = [0f32; A];
+    let (up, wdp, wmp) = (u.as_ptr(), wd.as_ptr(), wm.as_ptr());
     for b in 0..nb {
-        // SAFETY: block b lies inside `u` and every activation row.
+        // SAFETY: block b lies inside `u`, `wd`, `wm` and every activation row.
         unsafe {
-            let x = load256(u.as_ptr().add(b * QK));
+            let x = load256(up.add(b * QK));
+            let (wdb, wmb) = (*wdp.add(b), *wmp.add(b));
             for i in 0..A {
-                let a = &acts[i];
-                summs[i] = wm[b].mul_add(a.s[b], summs[i]);
-                let d = _mm256_set1_ps(wd[b] * a.d[b]);
-                acc[i] =
-                    _mm256_fmadd_ps(d, us8_lanes(x, load256(a.qs.as_ptr().add(b * QK))), acc[i]);
+                summs[i] = wmb.mul_add(*acts.s[i].add(b), summs[i]);
+                let d = _mm256_set1_ps(wdb * *acts.d[i].add(b));
+                acc[i] = _mm256_fmadd_ps(d, us8_lanes(x, load256(acts.qs[i].add(b * QK))), acc[i]);
             }
         }
     }
@@ -296,15 +307,17 @@ unsafe fn q8_0_rows<const R: usize>(w: &Q8_0Matrix, r0: usize, a: &ActRow<'_>, o
         for l in (0..(R * nb).min((w.n - next) * nb)).step_by(16) {
             _mm_prefetch(ahead_d.add(l) as *const i8, _MM_HINT_T0);
         }
+        let (aq, ad) = (a.qs.as_ptr(), a.d.as_ptr());
+        let (wq, wd) = (w.qs.as_ptr().add(r0 * k), w.d.as_ptr().add(r0 * nb));
         for b in 0..nb {
             for l in (b * QK * R..((b + 1) * QK * R).min(ahead_len)).step_by(64) {
                 _mm_prefetch(ahead.add(l), _MM_HINT_T0);
             }
-            let x = load256(a.qs.as_ptr().add(b * QK));
+            let x = load256(aq.add(b * QK));
+            let adb = *ad.add(b);
             for i in 0..R {
-                let r = r0 + i;
-                let q = load256(w.qs.as_ptr().add(r * k + b * QK));
-                let d = _mm256_set1_ps(*w.d.get_unchecked(r * nb + b) * a.d[b]);
+                let q = load256(wq.add(i * k + b * QK));
+                let d = _mm256_set1_ps(*wd.add(i * nb + b) * adb);
                 acc[i] = _mm256_fmadd_ps(d, i8_lanes(q, x), acc[i]);
             }
         }
