@@ -1,6 +1,6 @@
 //! Quantized linear layers over GGUF tensors.
 //!
-//! Q4_1 and Q8_0 weights (SmolLM2's file) run on our own kernels (`kernels.rs`, AVX2 in
+//! Q4_1, Q8_0 and Q5_0 weights (SmolLM2's file, most of Qwen2.5's) run on our own kernels (`kernels.rs`, AVX2 in
 //! `avx2.rs`): candle 0.11's CPU `QMatMul` has no SIMD path for Q4_1 (1.5–7 tok/s on
 //! SmolLM2 here), and one fused, allocation-free call per group of matmuls sharing an
 //! input (q/k/v, gate/up) keeps the per-token overhead of 30 small layers low. Every other
@@ -48,6 +48,7 @@ impl QLinear {
         let packed = match t.dtype() {
             GgmlDType::Q4_1 => Q4_1Matrix::from_ggml(&t.data()?, n, k).map(Self::Q4_1),
             GgmlDType::Q8_0 => Q8_0Matrix::from_ggml(&t.data()?, n, k).map(Self::Q8_0),
+            GgmlDType::Q5_0 => Q8_0Matrix::from_ggml_q5_0(&t.data()?, n, k).map(Self::Q8_0),
             _ => None,
         };
         Ok(match packed {

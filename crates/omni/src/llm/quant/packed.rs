@@ -14,6 +14,8 @@ use super::acts::QK;
 pub(crate) const Q4_1_BLOCK_BYTES: usize = 20;
 /// Bytes per ggml `block_q8_0`: f16 `d`, 32 signed bytes.
 pub(crate) const Q8_0_BLOCK_BYTES: usize = 34;
+/// Bytes per ggml `block_q5_0`: f16 `d`, 4 bytes of fifth bits, 16 nibble bytes.
+pub(crate) const Q5_0_BLOCK_BYTES: usize = 22;
 
 fn f16_at(bytes: &[u8], at: usize) -> f32 {
     f16::from_le_bytes([bytes[at], bytes[at + 1]]).to_f32()
@@ -136,6 +138,30 @@ impl Q8_0Matrix {
             d[bi] = f16_at(block, 0);
             for (q, &b) in qs[bi * QK..(bi + 1) * QK].iter_mut().zip(&block[2..]) {
                 *q = b as i8;
+            }
+        }
+        Some(Self { n, k, qs, d })
+    }
+
+    /// From the raw ggml bytes of an `n × k` Q5_0 tensor: its values `q - 16` (−16..16)
+    /// are signed bytes like Q8_0's and ggml's `ggml_vec_dot_q5_0_q8_0` sums them the way
+    /// `ggml_vec_dot_q8_0_q8_0` does, so Q5_0 runs on the Q8_0 kernels, bit for bit.
+    pub(crate) fn from_ggml_q5_0(raw: &[u8], n: usize, k: usize) -> Option<Self> {
+        let nb = k / QK;
+        if k % QK != 0 || raw.len() != n * nb * Q5_0_BLOCK_BYTES {
+            return None;
+        }
+        let mut qs = vec![0i8; n * k];
+        let mut d = vec![0f32; n * nb];
+        for (bi, block) in raw.chunks_exact(Q5_0_BLOCK_BYTES).enumerate() {
+            d[bi] = f16_at(block, 0);
+            let qh = u32::from_le_bytes([block[2], block[3], block[4], block[5]]);
+            let out = &mut qs[bi * QK..(bi + 1) * QK];
+            for j in 0..16 {
+                let lo = (block[6 + j] & 0x0F) | (((qh >> j) & 1) << 4) as u8;
+                let hi = (block[6 + j] >> 4) | (((qh >> (j + 16)) & 1) << 4) as u8;
+                out[j] = lo as i8 - 16;
+                out[j + 16] = hi as i8 - 16;
             }
         }
         Some(Self { n, k, qs, d })
