@@ -143,7 +143,7 @@ impl LlamaModel {
     pub fn forward_hidden(&self, hidden: &[f32], cache: &mut KvCache) -> Result<Vec<f32>> {
         let c = &self.config;
         let d = c.hidden_size;
-        if hidden.is_empty() || hidden.len() % d != 0 {
+        if hidden.is_empty() || !hidden.len().is_multiple_of(d) {
             return Err(Error::InvalidInput(format!(
                 "input embeddings of {} values are not a non-empty sequence of {d}-dim vectors",
                 hidden.len()

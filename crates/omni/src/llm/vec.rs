@@ -75,7 +75,7 @@ pub(crate) fn dots(order: DotOrder, x: &[f32], rows: &[f32], stride: usize, out:
     let n = x.len();
     assert!(out.is_empty() || rows.len() >= (out.len() - 1) * stride + n);
     #[cfg(target_arch = "x86_64")]
-    if has_avx2() && n % 8 == 0 {
+    if has_avx2() && n.is_multiple_of(8) {
         // SAFETY: AVX2 and FMA were detected; row bounds asserted above.
         unsafe {
             match order {

@@ -315,10 +315,10 @@ unsafe fn q8_0_rows<const R: usize>(w: &Q8_0Matrix, r0: usize, a: &ActRow<'_>, o
             }
             let x = load256(aq.add(b * QK));
             let adb = *ad.add(b);
-            for i in 0..R {
+            for (i, acc) in acc.iter_mut().enumerate() {
                 let q = load256(wq.add(i * k + b * QK));
                 let d = _mm256_set1_ps(*wd.add(i * nb + b) * adb);
-                acc[i] = _mm256_fmadd_ps(d, i8_lanes(q, x), acc[i]);
+                *acc = _mm256_fmadd_ps(d, i8_lanes(q, x), *acc);
             }
         }
     }

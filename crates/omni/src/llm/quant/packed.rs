@@ -48,7 +48,7 @@ impl Q4_1Matrix {
     /// From the raw ggml bytes of an `n × k` tensor (`k` a multiple of 32).
     pub(crate) fn from_ggml(raw: &[u8], n: usize, k: usize) -> Option<Self> {
         let nb = k / QK;
-        if k % QK != 0 || raw.len() != n * nb * Q4_1_BLOCK_BYTES {
+        if !k.is_multiple_of(QK) || raw.len() != n * nb * Q4_1_BLOCK_BYTES {
             return None;
         }
         let mut qs = vec![0u8; n * nb * 16];
@@ -87,11 +87,11 @@ impl Q4_1Matrix {
     pub(crate) fn block_values(&self, r: usize, b: usize) -> [u8; QK] {
         let nb = self.nb();
         let row = &self.qs[r * nb * 16..(r + 1) * nb * 16];
-        if b % 2 == 0 && b + 1 == nb {
+        if b.is_multiple_of(2) && b + 1 == nb {
             return q4_values(&row[b * 16..b * 16 + 16]);
         }
         let pair = &row[(b & !1) * 16..(b & !1) * 16 + 32];
-        let shift = if b % 2 == 0 { 0 } else { 4 };
+        let shift = if b.is_multiple_of(2) { 0 } else { 4 };
         let mut v = [0u8; QK];
         for j in 0..QK {
             v[j] = (pair[j] >> shift) & 0x0F;
@@ -129,7 +129,7 @@ impl Q8_0Matrix {
     /// From the raw ggml bytes of an `n × k` tensor (`k` a multiple of 32).
     pub(crate) fn from_ggml(raw: &[u8], n: usize, k: usize) -> Option<Self> {
         let nb = k / QK;
-        if k % QK != 0 || raw.len() != n * nb * Q8_0_BLOCK_BYTES {
+        if !k.is_multiple_of(QK) || raw.len() != n * nb * Q8_0_BLOCK_BYTES {
             return None;
         }
         let mut qs = vec![0i8; n * k];
@@ -148,7 +148,7 @@ impl Q8_0Matrix {
     /// `ggml_vec_dot_q8_0_q8_0` does, so Q5_0 runs on the Q8_0 kernels, bit for bit.
     pub(crate) fn from_ggml_q5_0(raw: &[u8], n: usize, k: usize) -> Option<Self> {
         let nb = k / QK;
-        if k % QK != 0 || raw.len() != n * nb * Q5_0_BLOCK_BYTES {
+        if !k.is_multiple_of(QK) || raw.len() != n * nb * Q5_0_BLOCK_BYTES {
             return None;
         }
         let mut qs = vec![0i8; n * k];
