@@ -1,13 +1,19 @@
 //! A small persistent thread pool for the decoder's parallel loops.
 //!
-//! A decoding step runs ~120 short parallel regions (a few µs to 100 µs each), so
+//! A decoding step runs ~150 short parallel regions (a few µs to 100 µs each), so
 //! threads must not be created or woken through the OS per region: workers spin for a
-//! while after each job, then park. Unlike candle's barrier pool, every wait spins only
-//! briefly and then yields the core, so a step stays fast when the machine is shared
-//! with other busy processes (a pure spin-wait there lets one descheduled thread stall
-//! the others for whole time slices: 2 threads ran 10× slower than 1 under load here).
+//! while after each job (about a millisecond, longer than the serial work between two
+//! regions), then park. The caller waits for stragglers by spinning too: yielding the
+//! core there, when other processes compete for the CPUs, cost a whole scheduler time
+//! slice per region (2 threads ran 3× slower than 1 on a busy machine here).
 //! One parallel region runs at a time; a caller that finds the workers busy (another
 //! sequence decoding on another thread) runs its loop alone instead of waiting.
+//!
+//! When the machine is oversubscribed, a worker is sometimes descheduled in the middle of
+//! a region and the caller waits for it for a whole time slice; with ~150 regions per
+//! token that made 2 threads 10× slower than 1 on a busy machine here. So the pool
+//! watches for such stalls and, after a few, runs regions on the calling thread alone for
+//! a while (a few tokens) before trying the workers again.
 
 use std::cell::Cell;
 use std::ops::Range;
@@ -15,11 +21,49 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::{self, JoinHandle, Thread};
 
-/// Spins before yielding, and yields before parking, while waiting for work.
-const SPINS: usize = 2_000;
-const YIELDS: usize = 2_000;
+/// Spins (`pause`) a worker waits for work before parking.
+const SPINS: usize = 30_000;
+/// Spins the caller waits for the workers before also yielding the core.
+const WAIT_SPINS: usize = 1_000_000;
 
 static REQUESTED: AtomicUsize = AtomicUsize::new(0);
+
+/// A wait for workers longer than this, after the caller ran out of work, is a stall.
+const STALL: std::time::Duration = std::time::Duration::from_micros(1500);
+/// This many stalls within `STALL_WINDOW` regions switch to solo mode …
+const STALLS_TO_SOLO: usize = 3;
+const STALL_WINDOW: usize = 200;
+/// … for this many regions.
+const SOLO_REGIONS: usize = 3000;
+
+/// Counts parallel regions, and tracks stalls for the solo mode.
+struct Health {
+    region: AtomicUsize,
+    solo_until: AtomicUsize,
+    last_stalls: Mutex<Vec<usize>>,
+}
+
+static HEALTH: Health = Health {
+    region: AtomicUsize::new(0),
+    solo_until: AtomicUsize::new(0),
+    last_stalls: Mutex::new(Vec::new()),
+};
+
+impl Health {
+    fn note_stall(&self, region: usize) {
+        let mut stalls = self.last_stalls.lock().unwrap_or_else(|e| e.into_inner());
+        stalls.retain(|&r| r + STALL_WINDOW > region);
+        stalls.push(region);
+        if stalls.len() >= STALLS_TO_SOLO {
+            stalls.clear();
+            self.solo_until
+                .store(region + SOLO_REGIONS, Ordering::Relaxed);
+            tracing::debug!(
+                "decoder threads stalled {STALLS_TO_SOLO} times; running single-threaded for a while"
+            );
+        }
+    }
+}
 static POOL: Mutex<Option<Arc<Pool>>> = Mutex::new(None);
 
 thread_local! {
@@ -153,8 +197,6 @@ fn worker(shared: &Shared, id: usize) {
             waited += 1;
             if waited < SPINS {
                 std::hint::spin_loop();
-            } else if waited < SPINS + YIELDS {
-                thread::yield_now();
             } else {
                 shared.parked[id].store(true, Ordering::SeqCst);
                 if shared.generation.load(Ordering::SeqCst) == seen {
@@ -203,6 +245,11 @@ pub(crate) fn parallel_for(n_items: usize, f: impl Fn(Range<usize>) + Sync) {
         f(0..n_items);
         return;
     }
+    let region = HEALTH.region.fetch_add(1, Ordering::Relaxed);
+    if region < HEALTH.solo_until.load(Ordering::Relaxed) {
+        f(0..n_items);
+        return;
+    }
     let pool = {
         let mut guard = POOL.lock().unwrap_or_else(|e| e.into_inner());
         match guard.as_ref() {
@@ -245,7 +292,11 @@ pub(crate) fn parallel_for(n_items: usize, f: impl Fn(Range<usize>) + Sync) {
     // Waits for the workers even if `f` panics here, so they never see a dead job.
     let guard = WaitForWorkers(shared);
     consume(shared, job);
+    let done = std::time::Instant::now();
     drop(guard);
+    if done.elapsed() > STALL {
+        HEALTH.note_stall(region);
+    }
     if shared.panicked.swap(false, Ordering::SeqCst) {
         panic!("a decoder thread panicked");
     }
@@ -258,7 +309,7 @@ impl Drop for WaitForWorkers<'_> {
         let mut waited = 0usize;
         while self.0.pending.load(Ordering::Acquire) != 0 {
             waited += 1;
-            if waited < SPINS {
+            if waited < WAIT_SPINS {
                 std::hint::spin_loop();
             } else {
                 thread::yield_now();
