@@ -8,7 +8,8 @@ Writes fixtures/llm/smollm2_parity.json:
     llama-cpp-python's Jinja2 chat formatter renders;
   - tokenization: token ids of varied strings, parsing special tokens and not.
 and, when the Qwen2.5-Coder GGUF is given, fixtures/llm/qwen2_tokenization.json (the
-same strings through the qwen2 pre-tokenizer).
+same strings through the qwen2 pre-tokenizer, and the chat prompts rendered with Qwen's
+template).
 
 Usage:
   /work/peers/bin/python scripts/make_llm_fixtures.py \
@@ -169,10 +170,19 @@ def smollm2(path, out_dir):
 
 def qwen2(path, out_dir):
     m = load(path)
+    template = m.metadata["tokenizer.chat_template"]
+    fmt = Jinja2ChatFormatter(template=template, eos_token=token_text(m, m.token_eos()), bos_token=token_text(m, m.token_bos()))
+    chats = []
+    for case in GENERATION:
+        if "messages" in case:
+            text = fmt(messages=case["messages"]).prompt
+            ids = m.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+            chats.append({"name": case["name"], "messages": case["messages"], "rendered": text, "prompt_tokens": ids})
     data = {
         "model": os.path.basename(path),
         "sha256": sha256(path),
         "llama_cpp_python": llama_cpp.__version__,
+        "chat": chats,
         "tokenization": tokenization(m),
     }
     with open(os.path.join(out_dir, "qwen2_tokenization.json"), "w") as f:

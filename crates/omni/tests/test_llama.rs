@@ -172,6 +172,48 @@ fn qwen2_tokenization_matches_llama_cpp() {
 }
 
 #[test]
+fn qwen2_chat_template_renders_like_jinja2() {
+    let Some(llm) = qwen2() else { return };
+    let fx = fixture("qwen2_tokenization.json");
+    for case in fx["chat"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let rendered = llm
+            .apply_chat_template(&messages(&case["messages"]), true)
+            .unwrap();
+        assert_eq!(rendered, case["rendered"].as_str().unwrap(), "{name}");
+        let ids_ = llm.tokenizer.encode(&rendered, true, true).unwrap();
+        assert_eq!(ids_, ids(&case["prompt_tokens"]), "{name}");
+    }
+}
+
+#[test]
+fn a_tokenizer_json_gives_the_same_tokens() {
+    let Some(llm) = smollm2() else { return };
+    let json = scratch("tokenizer-json").join("tokenizer.json");
+    llm.tokenizer.save_json(&json).unwrap();
+    let gguf = GgufFile::open(llm.path()).unwrap();
+    let from_json = omni::llm::LlmTokenizer::from_json_file(&json, &gguf.meta()).unwrap();
+    let fx = fixture("smollm2_parity.json");
+    for case in fx["tokenization"].as_array().unwrap() {
+        let text = case["text"].as_str().unwrap();
+        assert_eq!(
+            from_json.encode(text, false, true).unwrap(),
+            ids(&case["special"]),
+            "{text:?}"
+        );
+        assert_eq!(from_json.decode(&ids(&case["plain"])), text, "{text:?}");
+    }
+    assert_eq!(from_json.eos_id(), llm.tokenizer.eos_id());
+    assert!(from_json.is_eog(2) && from_json.is_eog(0));
+    let bad = scratch("tokenizer-json").join("bad.json");
+    std::fs::write(&bad, "{ not json").unwrap();
+    let err = omni::llm::LlmTokenizer::from_json_file(&bad, &gguf.meta())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("bad.json"), "{err}");
+}
+
+#[test]
 fn qwen2_metadata_and_text() {
     let Some(llm) = qwen2() else { return };
     let c = llm.config();

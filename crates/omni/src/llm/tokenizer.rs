@@ -382,4 +382,12 @@ impl LlmTokenizer {
     pub fn vocab_size(&self) -> usize {
         self.pieces.len()
     }
+
+    /// Writes the tokenizer as a Hugging Face `tokenizer.json` (e.g. to use the
+    /// vocabulary of a GGUF file elsewhere).
+    pub fn save_json(&self, path: &Path) -> Result<()> {
+        self.inner
+            .save(path, true)
+            .map_err(|e| Error::model_file(path, format!("cannot write tokenizer: {e}")))
+    }
 }
