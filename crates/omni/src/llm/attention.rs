@@ -107,8 +107,8 @@ impl SharedOut {
 fn attend_one(
     order: vec::DotOrder,
     q: &[f32],
-    k: &[f32],
-    v: &[f32],
+    k: &[half::f16],
+    v: &[half::f16],
     v_stride: usize,
     n_pos: usize,
     scale: f32,

@@ -1,13 +1,15 @@
 //! The key/value cache of one sequence, preallocated for the whole context.
 
+use half::f16;
+
 use super::config::LlmConfig;
 use super::model::Scratch;
 
 /// Keys and values of every layer for positions `0..len()`, plus the decoder's scratch
 /// buffers, so that a decoding step allocates nothing.
 ///
-/// Values are f32 rounded to f16 — the precision of llama.cpp's default f16 cache,
-/// without converting on every read. Per layer, keys are laid out
+/// Values are f16, like llama.cpp's default cache (at long contexts, reading the cache
+/// costs as much memory bandwidth as reading the weights). Per layer, keys are laid out
 /// `[kv_head][position][head_dim]` and values transposed, `[kv_head][head_dim][position]`
 /// (as llama.cpp stores V without flash attention), so that both attention products
 /// read contiguous rows. The buffers are allocated zeroed for the full capacity; the OS
@@ -20,8 +22,8 @@ pub struct KvCache {
     /// Capacity rounded up to a multiple of 32: the stride of a transposed value row.
     v_stride: usize,
     len: usize,
-    pub(crate) k: Vec<Vec<f32>>,
-    pub(crate) v: Vec<Vec<f32>>,
+    pub(crate) k: Vec<Vec<f16>>,
+    pub(crate) v: Vec<Vec<f16>>,
     pub(crate) scratch: Scratch,
 }
 
@@ -36,12 +38,8 @@ impl KvCache {
             capacity,
             v_stride,
             len: 0,
-            k: (0..config.n_layer)
-                .map(|_| vec![0f32; capacity * kv])
-                .collect(),
-            v: (0..config.n_layer)
-                .map(|_| vec![0f32; v_stride * kv])
-                .collect(),
+            k: (0..config.n_layer).map(|_| zeroed(capacity * kv)).collect(),
+            v: (0..config.n_layer).map(|_| zeroed(v_stride * kv)).collect(),
             scratch: Scratch::default(),
         }
     }
@@ -95,4 +93,12 @@ impl KvCache {
     pub(crate) fn n_kv_head(&self) -> usize {
         self.n_kv_head
     }
+}
+
+/// `n` zero f16 values, allocated zeroed (so untouched pages cost no memory).
+fn zeroed(n: usize) -> Vec<f16> {
+    let bits = vec![0u16; n];
+    let mut bits = std::mem::ManuallyDrop::new(bits);
+    // SAFETY: f16 is `repr(transparent)` over u16; same size, alignment and capacity.
+    unsafe { Vec::from_raw_parts(bits.as_mut_ptr() as *mut f16, bits.len(), bits.capacity()) }
 }

@@ -12,6 +12,8 @@
 //! `x += W_down·(SiLU(W_gate·n) ⊙ W_up·n)` with `n = RMSNorm(x)`; logits
 //! `= W_out·RMSNorm(x)` with `W_out` the token embeddings when tied.
 
+use half::slice::HalfFloatSliceExt;
+
 use super::attention::{AttnShape, attention};
 use super::config::{LlmConfig, RopeStyle};
 use super::gguf::GgufFile;
@@ -345,12 +347,10 @@ fn store_kv(cache: &mut KvCache, layer: usize, start: usize, k: &[f32], v: &[f32
         let pos = start + i;
         for g in 0..n_kv_head {
             let at = cache.k_offset(g, pos);
-            let dst = &mut cache.k[layer][at..at + hd];
-            dst.copy_from_slice(&krow[g * hd..(g + 1) * hd]);
-            vec::round_to_f16(dst);
+            cache.k[layer][at..at + hd].convert_from_f32_slice(&krow[g * hd..(g + 1) * hd]);
             for d in 0..hd {
                 let at = cache.v_offset(g, d) + pos;
-                cache.v[layer][at] = half::f16::from_f32(vrow[g * hd + d]).to_f32();
+                cache.v[layer][at] = half::f16::from_f32(vrow[g * hd + d]);
             }
         }
     }

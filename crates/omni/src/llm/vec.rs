@@ -14,6 +14,7 @@ pub(crate) fn has_avx2() -> bool {
         std::env::var_os("OMNI_NO_SIMD").is_none()
             && is_x86_feature_detected!("avx2")
             && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
     })
 }
 
@@ -69,9 +70,9 @@ pub(crate) enum DotOrder {
     Gemv,
 }
 
-/// `out[i] = x · rows[i·stride ..][..x.len()]` summed in `order`. Used for `q·k`
-/// (rows = keys) and `p·v` (rows = transposed values).
-pub(crate) fn dots(order: DotOrder, x: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {
+/// `out[i] = x · rows[i·stride ..][..x.len()]` summed in `order`, the rows in f16. Used for
+/// `q·k` (rows = keys) and `p·v` (rows = transposed values).
+pub(crate) fn dots(order: DotOrder, x: &[f32], rows: &[f16], stride: usize, out: &mut [f32]) {
     let n = x.len();
     assert!(out.is_empty() || rows.len() >= (out.len() - 1) * stride + n);
     #[cfg(target_arch = "x86_64")]
@@ -85,8 +86,9 @@ pub(crate) fn dots(order: DotOrder, x: &[f32], rows: &[f32], stride: usize, out:
         }
         return;
     }
+    let mut row = vec![0f32; n];
     for (i, o) in out.iter_mut().enumerate() {
-        let row = &rows[i * stride..i * stride + n];
+        rows[i * stride..i * stride + n].convert_to_f32_slice(&mut row);
         *o = match order {
             DotOrder::Gemm => {
                 let mut lanes = [0f32; 8];
@@ -119,9 +121,11 @@ pub(crate) fn dots(order: DotOrder, x: &[f32], rows: &[f32], stride: usize, out:
 mod x86 {
     use std::arch::x86_64::*;
 
+    use half::f16;
+
     /// ggml's `ggml_v_expf` (AVX2): exp with ~1.5 ULP error, exact handling of large |x|.
     #[inline]
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     fn v_expf(x: __m256) -> __m256 {
         let r = _mm256_set1_ps(f32::from_bits(0x4b40_0000)); // 0x1.8p23
         let z = _mm256_fmadd_ps(x, _mm256_set1_ps(f32::from_bits(0x3fb8_aa3b)), r); // 0x1.715476p+0
@@ -188,9 +192,15 @@ mod x86 {
         )
     }
 
+    /// Eight f16 values as f32.
+    #[inline(always)]
+    unsafe fn ld16(p: *const f16) -> __m256 {
+        unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)) }
+    }
+
     /// ggml's `hsum_float_8`.
     #[inline]
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     fn hsum(v: __m256) -> f32 {
         let s = _mm_add_ps(_mm256_extractf128_ps(v, 1), _mm256_castps256_ps128(v));
         let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -199,7 +209,7 @@ mod x86 {
     }
 
     /// Full vectors of [`super::softmax_exp`]; returns (elements done, their sum).
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn softmax_exp(x: &mut [f32], max: f32) -> (usize, f64) {
         let mut sum = 0f64;
         let mut i = 0;
@@ -218,7 +228,7 @@ mod x86 {
     }
 
     /// Full vectors of [`super::swiglu`]; returns the elements done.
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn swiglu(gate: &mut [f32], up: &[f32]) -> usize {
         let n = gate.len().min(up.len());
         let mut i = 0;
@@ -243,8 +253,8 @@ mod x86 {
 
     /// # Safety
     /// `x.len() % 8 == 0`; `rows` holds `out.len()` rows of `x.len()` values at `stride`.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn dots_gemm(x: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn dots_gemm(x: &[f32], rows: &[f16], stride: usize, out: &mut [f32]) {
         let n = x.len();
         let (xp, rp) = (x.as_ptr(), rows.as_ptr());
         let mut i = 0;
@@ -255,7 +265,7 @@ mod x86 {
                 for c in (0..n).step_by(8) {
                     let xv = _mm256_loadu_ps(xp.add(c));
                     for (r, a) in acc.iter_mut().enumerate() {
-                        *a = _mm256_fmadd_ps(_mm256_loadu_ps(rp.add((i + r) * stride + c)), xv, *a);
+                        *a = _mm256_fmadd_ps(ld16(rp.add((i + r) * stride + c)), xv, *a);
                     }
                 }
                 for (r, a) in acc.iter().enumerate() {
@@ -267,7 +277,7 @@ mod x86 {
                 let mut acc = _mm256_setzero_ps();
                 for c in (0..n).step_by(8) {
                     acc = _mm256_fmadd_ps(
-                        _mm256_loadu_ps(rp.add(i * stride + c)),
+                        ld16(rp.add(i * stride + c)),
                         _mm256_loadu_ps(xp.add(c)),
                         acc,
                     );
@@ -278,36 +288,63 @@ mod x86 {
         }
     }
 
+    /// `GGML_F32x8_REDUCE` of four accumulators, then the f64 tail.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn reduce_gemv(
+        s: &[__m256; 4],
+        row: *const f16,
+        x: *const f32,
+        np: usize,
+        n: usize,
+    ) -> f32 {
+        let x0 = _mm256_add_ps(_mm256_add_ps(s[0], s[2]), _mm256_add_ps(s[1], s[3]));
+        let t0 = _mm_add_ps(_mm256_castps256_ps128(x0), _mm256_extractf128_ps(x0, 1));
+        let t1 = _mm_hadd_ps(t0, t0);
+        let mut total = _mm_cvtss_f32(_mm_hadd_ps(t1, t1)) as f64;
+        for c in np..n {
+            // SAFETY: c < n, inside the row and `x`.
+            total += unsafe { (*row.add(c)).to_f32() * *x.add(c) } as f64;
+        }
+        total as f32
+    }
+
     /// # Safety
     /// `x.len() % 8 == 0`; `rows` holds `out.len()` rows of `x.len()` values at `stride`.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn dots_gemv(x: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn dots_gemv(x: &[f32], rows: &[f16], stride: usize, out: &mut [f32]) {
         let n = x.len();
         let np = n & !31;
         let (xp, rp) = (x.as_ptr(), rows.as_ptr());
-        for (i, o) in out.iter_mut().enumerate() {
-            unsafe {
+        let mut i = 0;
+        unsafe {
+            // Two rows at a time share the loads of `x`.
+            while i + 2 <= out.len() {
+                let (r0, r1) = (rp.add(i * stride), rp.add((i + 1) * stride));
+                let mut s0 = [_mm256_setzero_ps(); 4];
+                let mut s1 = [_mm256_setzero_ps(); 4];
+                for c in (0..np).step_by(32) {
+                    for j in 0..4 {
+                        let at = c + j * 8;
+                        let xv = _mm256_loadu_ps(xp.add(at));
+                        s0[j] = _mm256_fmadd_ps(ld16(r0.add(at)), xv, s0[j]);
+                        s1[j] = _mm256_fmadd_ps(ld16(r1.add(at)), xv, s1[j]);
+                    }
+                }
+                out[i] = reduce_gemv(&s0, r0, xp, np, n);
+                out[i + 1] = reduce_gemv(&s1, r1, xp, np, n);
+                i += 2;
+            }
+            if i < out.len() {
                 let row = rp.add(i * stride);
                 let mut s = [_mm256_setzero_ps(); 4];
                 for c in (0..np).step_by(32) {
                     for (j, sj) in s.iter_mut().enumerate() {
                         let at = c + j * 8;
-                        *sj = _mm256_fmadd_ps(
-                            _mm256_loadu_ps(row.add(at)),
-                            _mm256_loadu_ps(xp.add(at)),
-                            *sj,
-                        );
+                        *sj = _mm256_fmadd_ps(ld16(row.add(at)), _mm256_loadu_ps(xp.add(at)), *sj);
                     }
                 }
-                // GGML_F32x8_REDUCE
-                let x0 = _mm256_add_ps(_mm256_add_ps(s[0], s[2]), _mm256_add_ps(s[1], s[3]));
-                let t0 = _mm_add_ps(_mm256_castps256_ps128(x0), _mm256_extractf128_ps(x0, 1));
-                let t1 = _mm_hadd_ps(t0, t0);
-                let mut total = _mm_cvtss_f32(_mm_hadd_ps(t1, t1)) as f64;
-                for c in np..n {
-                    total += (*row.add(c) * *xp.add(c)) as f64;
-                }
-                *o = total as f32;
+                out[i] = reduce_gemv(&s, row, xp, np, n);
             }
         }
     }
@@ -338,9 +375,12 @@ mod tests {
         }
         let hd = 72;
         let q: Vec<f32> = (0..hd).map(|i| (i as f32).cos()).collect();
-        let k: Vec<f32> = (0..7 * 80).map(|i| (i as f32 * 0.3).sin()).collect();
+        let k16: Vec<f16> = (0..7 * 80)
+            .map(|i| f16::from_f32((i as f32 * 0.3).sin()))
+            .collect();
+        let k: Vec<f32> = k16.iter().map(|v| v.to_f32()).collect();
         let mut s = vec![0f32; 7];
-        dots(DotOrder::Gemm, &q, &k, 80, &mut s);
+        dots(DotOrder::Gemm, &q, &k16, 80, &mut s);
         for j in 0..7 {
             let mut lanes = [0f32; 8];
             for c in 0..hd {
@@ -356,7 +396,7 @@ mod tests {
         }
         // The vec_dot order: SIMD and portable agree bit for bit.
         let mut v = vec![0f32; 7];
-        dots(DotOrder::Gemv, &q, &k, 80, &mut v);
+        dots(DotOrder::Gemv, &q, &k16, 80, &mut v);
         for j in 0..7 {
             let row = &k[j * 80..j * 80 + hd];
             let mut sum = [[0f32; 8]; 4];

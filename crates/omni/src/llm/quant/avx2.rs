@@ -10,12 +10,14 @@
 use std::arch::x86_64::*;
 use std::ops::Range;
 
+use half::f16;
+
 use super::acts::{ActRow, QK};
 use super::packed::{Q4_1Matrix, Q8_0Matrix};
 
 /// ggml's `hsum_float_8`.
 #[inline]
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 fn hsum_float_8(v: __m256) -> f32 {
     let s = _mm_add_ps(_mm256_extractf128_ps(v, 1), _mm256_castps256_ps128(v));
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -30,7 +32,7 @@ unsafe fn load256<T>(p: *const T) -> __m256i {
 
 /// Unsigned bytes × signed bytes → 8 × f32 lanes of 4-product sums (`mul_sum_us8_pairs_float`).
 #[inline]
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 fn us8_lanes(u: __m256i, s: __m256i) -> __m256 {
     _mm256_cvtepi32_ps(_mm256_madd_epi16(
         _mm256_maddubs_epi16(u, s),
@@ -40,14 +42,14 @@ fn us8_lanes(u: __m256i, s: __m256i) -> __m256 {
 
 /// Signed × signed bytes → 8 × f32 lanes (`mul_sum_i8_pairs_float`).
 #[inline]
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 fn i8_lanes(w: __m256i, a: __m256i) -> __m256 {
     us8_lanes(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w))
 }
 
 /// The 32 values of Q4_1 blocks `b` (and `b + 1`, if `b` starts a pair) of a repacked row.
 #[inline]
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q4_blocks(row: *const u8, b: usize, nb: usize) -> (__m256i, __m256i) {
     let m0f = _mm256_set1_epi8(0x0F);
     unsafe {
@@ -81,8 +83,8 @@ fn check_act(a: &ActRow<'_>, k: usize) {
 /// `out[r - rows.start] = W[r] · a` for Q4_1 rows `rows`.
 ///
 /// # Safety
-/// The CPU must support AVX2 and FMA.
-#[target_feature(enable = "avx2,fma")]
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn gemv_q4_1(
     w: &Q4_1Matrix,
     rows: Range<usize>,
@@ -109,50 +111,131 @@ pub(crate) unsafe fn gemv_q4_1(
     }
 }
 
+/// Blocks whose scales are widened from f16 at a time (even, so pairs never straddle).
+const SCALE_CHUNK: usize = 64;
+
+/// Widens `src` (f16) into `dst` with F16C, inline (a library call per row group costs
+/// more than the conversion).
 #[inline]
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn widen(src: &[f16], dst: &mut [f32]) {
+    assert!(dst.len() >= src.len());
+    let n = src.len();
+    let mut i = 0;
+    while i + 8 <= n {
+        // SAFETY: i + 8 <= n, inside both slices.
+        unsafe {
+            let h = _mm_loadu_si128(src.as_ptr().add(i) as *const __m128i);
+            _mm256_storeu_ps(dst.as_mut_ptr().add(i), _mm256_cvtph_ps(h));
+        }
+        i += 8;
+    }
+    if i < n {
+        let mut tail = [0u16; 8];
+        for (t, v) in tail.iter_mut().zip(&src[i..]) {
+            *t = v.to_bits();
+        }
+        let mut out = [0f32; 8];
+        // SAFETY: both buffers hold 8 values.
+        unsafe {
+            _mm256_storeu_ps(
+                out.as_mut_ptr(),
+                _mm256_cvtph_ps(_mm_loadu_si128(tail.as_ptr() as *const __m128i)),
+            )
+        };
+        dst[i..n].copy_from_slice(&out[..n - i]);
+    }
+}
+
+/// Widens the scales of blocks `c0..c1` of rows `r0..r0 + rows` (each `nb` blocks) into
+/// `dst`, row `i`'s at `i · (c1 - c0)`. When the chunk is whole rows, the rows are
+/// contiguous and one call widens them all.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn widen_rows(
+    src: &[f16],
+    r0: usize,
+    rows: usize,
+    nb: usize,
+    c0: usize,
+    c1: usize,
+    dst: &mut [f32],
+) {
+    let w = c1 - c0;
+    if w == nb {
+        widen(&src[r0 * nb..(r0 + rows) * nb], dst);
+    } else {
+        for i in 0..rows {
+            let at = (r0 + i) * nb;
+            widen(&src[at + c0..at + c1], &mut dst[i * w..]);
+        }
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q4_1_rows<const R: usize>(w: &Q4_1Matrix, r0: usize, a: &ActRow<'_>, out: &mut [f32]) {
     let nb = w.nb();
     let mut acc = [_mm256_setzero_ps(); R];
     let mut summs = [0f32; R];
+    let mut wd = [0f32; 4 * SCALE_CHUNK];
+    let mut wm = [0f32; 4 * SCALE_CHUNK];
     unsafe {
         let rows: [*const u8; R] = std::array::from_fn(|i| w.qs.as_ptr().add((r0 + i) * nb * 16));
-        let wd: [*const f32; R] = std::array::from_fn(|i| w.d.as_ptr().add((r0 + i) * nb));
-        let wm: [*const f32; R] = std::array::from_fn(|i| w.m.as_ptr().add((r0 + i) * nb));
         // Rows further down, streamed from memory while these are computed.
         let next = (r0 + PREFETCH_ROWS).min(w.n.saturating_sub(1));
         let ahead = w.qs.as_ptr().add(next * nb * 16);
         let ahead_len = (R * nb * 16).min((w.n - next) * nb * 16);
-        let ahead_d = w.d.as_ptr().add(next * nb);
-        let ahead_m = w.m.as_ptr().add(next * nb);
-        for l in (0..(R * nb).min((w.n - next) * nb)).step_by(16) {
-            _mm_prefetch(ahead_d.add(l) as *const i8, _MM_HINT_T0);
-            _mm_prefetch(ahead_m.add(l) as *const i8, _MM_HINT_T0);
+        let scales_len = 2 * (R * nb).min((w.n - next) * nb);
+        let (ahead_d, ahead_m) = (
+            w.d.as_ptr().add(next * nb) as *const i8,
+            w.m.as_ptr().add(next * nb) as *const i8,
+        );
+        for l in (0..scales_len).step_by(64) {
+            _mm_prefetch(ahead_d.add(l), _MM_HINT_T0);
+            _mm_prefetch(ahead_m.add(l), _MM_HINT_T0);
         }
-        let mut b = 0;
-        while b < nb {
-            let two = b + 1 < nb;
-            for l in (b * 16 * R..((b + 2) * 16 * R).min(ahead_len)).step_by(64) {
-                _mm_prefetch(ahead.add(l) as *const i8, _MM_HINT_T0);
-            }
-            let a0 = load256(a.qs.as_ptr().add(b * QK));
-            let a1 = if two {
-                load256(a.qs.as_ptr().add((b + 1) * QK))
-            } else {
-                a0
-            };
-            for i in 0..R {
-                let (u0, u1) = q4_blocks(rows[i], b, nb);
-                summs[i] = (*wm[i].add(b)).mul_add(a.s[b], summs[i]);
-                let d = _mm256_set1_ps(*wd[i].add(b) * a.d[b]);
-                acc[i] = _mm256_fmadd_ps(d, us8_lanes(u0, a0), acc[i]);
-                if two {
-                    summs[i] = (*wm[i].add(b + 1)).mul_add(a.s[b + 1], summs[i]);
-                    let d = _mm256_set1_ps(*wd[i].add(b + 1) * a.d[b + 1]);
-                    acc[i] = _mm256_fmadd_ps(d, us8_lanes(u1, a1), acc[i]);
+        let (aq, ad, asum) = (a.qs.as_ptr(), a.d.as_ptr(), a.s.as_ptr());
+        let mut c0 = 0;
+        while c0 < nb {
+            let c1 = (c0 + SCALE_CHUNK).min(nb);
+            let cw = c1 - c0;
+            widen_rows(&w.d, r0, R, nb, c0, c1, &mut wd);
+            widen_rows(&w.m, r0, R, nb, c0, c1, &mut wm);
+            let mut b = c0;
+            while b < c1 {
+                let two = b + 1 < nb;
+                for l in (b * 16 * R..((b + 2) * 16 * R).min(ahead_len)).step_by(64) {
+                    _mm_prefetch(ahead.add(l) as *const i8, _MM_HINT_T0);
                 }
+                let a0 = load256(aq.add(b * QK));
+                let a1 = if two {
+                    load256(aq.add((b + 1) * QK))
+                } else {
+                    a0
+                };
+                let (ad0, as0) = (*ad.add(b), *asum.add(b));
+                let (ad1, as1) = if two {
+                    (*ad.add(b + 1), *asum.add(b + 1))
+                } else {
+                    (0.0, 0.0)
+                };
+                let j = b - c0;
+                for i in 0..R {
+                    let (u0, u1) = q4_blocks(rows[i], b, nb);
+                    let s = i * cw + j;
+                    summs[i] = wm.get_unchecked(s).mul_add(as0, summs[i]);
+                    let d = _mm256_set1_ps(*wd.get_unchecked(s) * ad0);
+                    acc[i] = _mm256_fmadd_ps(d, us8_lanes(u0, a0), acc[i]);
+                    if two {
+                        summs[i] = wm.get_unchecked(s + 1).mul_add(as1, summs[i]);
+                        let d = _mm256_set1_ps(*wd.get_unchecked(s + 1) * ad1);
+                        acc[i] = _mm256_fmadd_ps(d, us8_lanes(u1, a1), acc[i]);
+                    }
+                }
+                b += 2;
             }
-            b += 2;
+            c0 = c1;
         }
     }
     for i in 0..R {
@@ -164,9 +247,9 @@ unsafe fn q4_1_rows<const R: usize>(w: &Q4_1Matrix, r0: usize, a: &ActRow<'_>, o
 /// row is unpacked to bytes once and reused for every activation row.
 ///
 /// # Safety
-/// The CPU must support AVX2 and FMA; `out` must be valid for writes at
+/// The CPU must support AVX2, FMA and F16C; `out` must be valid for writes at
 /// `i · n + r` for every activation row `i` and weight row `r`.
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn gemm_q4_1(
     w: &Q4_1Matrix,
     rows: Range<usize>,
@@ -180,6 +263,7 @@ pub(crate) unsafe fn gemm_q4_1(
         check_act(a, w.k);
     }
     let mut unpacked = vec![0u8; w.k];
+    let (mut wd_row, mut wm_row) = (vec![0f32; nb], vec![0f32; nb]);
     let groups: Vec<ActPtrs> = acts
         .chunks(4)
         .map(|g| ActPtrs {
@@ -206,7 +290,9 @@ pub(crate) unsafe fn gemm_q4_1(
             }
             b += 2;
         }
-        let (wd, wm) = (&w.d[r * nb..(r + 1) * nb], &w.m[r * nb..(r + 1) * nb]);
+        widen(&w.d[r * nb..(r + 1) * nb], &mut wd_row);
+        widen(&w.m[r * nb..(r + 1) * nb], &mut wm_row);
+        let (wd, wm) = (&wd_row[..], &wm_row[..]);
         for (g, ptrs) in groups.iter().enumerate() {
             let mut res = [0f32; 4];
             // SAFETY: the activation rows have k values (checked); `unpacked` holds nb blocks.
@@ -239,8 +325,14 @@ struct ActPtrs {
 /// # Safety
 /// `u`, `wd`, `wm` and the activation rows hold `wd.len()` blocks.
 #[inline]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn bytes_rows<const A: usize>(u: &[u8], wd: &[f32], wm: &[f32], acts: &ActPtrs, out: &mut [f32; 4]) {
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn bytes_rows<const A: usize>(
+    u: &[u8],
+    wd: &[f32],
+    wm: &[f32],
+    acts: &ActPtrs,
+    out: &mut [f32; 4],
+) {
     let nb = wd.len();
     let mut acc = [_mm256_setzero_ps(); A];
     let mut summs = [0f32; A];
@@ -265,8 +357,8 @@ unsafe fn bytes_rows<const A: usize>(u: &[u8], wd: &[f32], wm: &[f32], acts: &Ac
 /// `out[r - rows.start] = W[r] · a` for Q8_0 rows `rows`.
 ///
 /// # Safety
-/// The CPU must support AVX2 and FMA.
-#[target_feature(enable = "avx2,fma")]
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn gemv_q8_0(
     w: &Q8_0Matrix,
     rows: Range<usize>,
@@ -294,32 +386,40 @@ pub(crate) unsafe fn gemv_q8_0(
 }
 
 #[inline]
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q8_0_rows<const R: usize>(w: &Q8_0Matrix, r0: usize, a: &ActRow<'_>, out: &mut [f32]) {
     let (nb, k) = (w.nb(), w.k);
     let mut acc = [_mm256_setzero_ps(); R];
+    let mut wd = [0f32; 4 * SCALE_CHUNK];
     unsafe {
         // Rows further down, streamed from memory while these are computed.
         let next = (r0 + PREFETCH_ROWS).min(w.n.saturating_sub(1));
         let ahead = w.qs.as_ptr().add(next * k);
         let ahead_len = (R * k).min((w.n - next) * k);
-        let ahead_d = w.d.as_ptr().add(next * nb);
-        for l in (0..(R * nb).min((w.n - next) * nb)).step_by(16) {
-            _mm_prefetch(ahead_d.add(l) as *const i8, _MM_HINT_T0);
+        let ahead_d = w.d.as_ptr().add(next * nb) as *const i8;
+        for l in (0..2 * (R * nb).min((w.n - next) * nb)).step_by(64) {
+            _mm_prefetch(ahead_d.add(l), _MM_HINT_T0);
         }
         let (aq, ad) = (a.qs.as_ptr(), a.d.as_ptr());
-        let (wq, wd) = (w.qs.as_ptr().add(r0 * k), w.d.as_ptr().add(r0 * nb));
-        for b in 0..nb {
-            for l in (b * QK * R..((b + 1) * QK * R).min(ahead_len)).step_by(64) {
-                _mm_prefetch(ahead.add(l), _MM_HINT_T0);
+        let wq = w.qs.as_ptr().add(r0 * k);
+        let mut c0 = 0;
+        while c0 < nb {
+            let c1 = (c0 + SCALE_CHUNK).min(nb);
+            let cw = c1 - c0;
+            widen_rows(&w.d, r0, R, nb, c0, c1, &mut wd);
+            for b in c0..c1 {
+                for l in (b * QK * R..((b + 1) * QK * R).min(ahead_len)).step_by(64) {
+                    _mm_prefetch(ahead.add(l), _MM_HINT_T0);
+                }
+                let x = load256(aq.add(b * QK));
+                let adb = *ad.add(b);
+                for (i, acc) in acc.iter_mut().enumerate() {
+                    let q = load256(wq.add(i * k + b * QK));
+                    let d = _mm256_set1_ps(*wd.get_unchecked(i * cw + b - c0) * adb);
+                    *acc = _mm256_fmadd_ps(d, i8_lanes(q, x), *acc);
+                }
             }
-            let x = load256(aq.add(b * QK));
-            let adb = *ad.add(b);
-            for (i, acc) in acc.iter_mut().enumerate() {
-                let q = load256(wq.add(i * k + b * QK));
-                let d = _mm256_set1_ps(*wd.add(i * nb + b) * adb);
-                *acc = _mm256_fmadd_ps(d, i8_lanes(q, x), *acc);
-            }
+            c0 = c1;
         }
     }
     for i in 0..R {

@@ -12,21 +12,13 @@ use super::acts::{ActRow, QK};
 use super::packed::{Q4_1Matrix, Q8_0Matrix};
 
 #[cfg(target_arch = "x86_64")]
-fn has_avx2() -> bool {
-    use std::sync::OnceLock;
-    static HAS: OnceLock<bool> = OnceLock::new();
-    *HAS.get_or_init(|| {
-        std::env::var_os("OMNI_NO_SIMD").is_none()
-            && is_x86_feature_detected!("avx2")
-            && is_x86_feature_detected!("fma")
-    })
-}
+use crate::llm::vec::has_avx2;
 
 /// `out[r - rows.start] = W[r] · a`.
 pub(crate) fn gemv_q4_1(w: &Q4_1Matrix, rows: Range<usize>, a: &ActRow<'_>, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
-        // SAFETY: AVX2 and FMA were detected at run time.
+        // SAFETY: AVX2, FMA and F16C were detected at run time.
         unsafe { super::avx2::gemv_q4_1(w, rows, a, out) };
         return;
     }
@@ -39,7 +31,7 @@ pub(crate) fn gemv_q4_1(w: &Q4_1Matrix, rows: Range<usize>, a: &ActRow<'_>, out:
 pub(crate) fn gemv_q8_0(w: &Q8_0Matrix, rows: Range<usize>, a: &ActRow<'_>, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
-        // SAFETY: AVX2 and FMA were detected at run time.
+        // SAFETY: AVX2, FMA and F16C were detected at run time.
         unsafe { super::avx2::gemv_q8_0(w, rows, a, out) };
         return;
     }
@@ -62,7 +54,7 @@ pub(crate) unsafe fn gemm_q4_1(
 ) {
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
-        // SAFETY: AVX2 and FMA were detected; `out` is the caller's promise.
+        // SAFETY: AVX2, FMA and F16C were detected; `out` is the caller's promise.
         unsafe { super::avx2::gemm_q4_1(w, rows, acts, out, n) };
         return;
     }
@@ -91,8 +83,8 @@ pub(crate) fn dot_q4_1_portable(w: &Q4_1Matrix, r: usize, a: &ActRow<'_>) -> f32
     let mut summs = 0f32;
     for b in 0..nb {
         let q = w.block_values(r, b);
-        summs = w.m[r * nb + b].mul_add(a.s[b], summs);
-        let d = w.d[r * nb + b] * a.d[b];
+        summs = w.m[r * nb + b].to_f32().mul_add(a.s[b], summs);
+        let d = w.d[r * nb + b].to_f32() * a.d[b];
         let lanes = block_lanes(|e| q[e] as i32, &a.qs[b * QK..(b + 1) * QK]);
         for (acc, l) in acc.iter_mut().zip(lanes) {
             *acc = d.mul_add(l, *acc);
@@ -106,7 +98,7 @@ pub(crate) fn dot_q8_0_portable(w: &Q8_0Matrix, r: usize, a: &ActRow<'_>) -> f32
     let mut acc = [0f32; 8];
     for b in 0..nb {
         let q = &w.qs[r * w.k + b * QK..r * w.k + (b + 1) * QK];
-        let d = w.d[r * nb + b] * a.d[b];
+        let d = w.d[r * nb + b].to_f32() * a.d[b];
         let lanes = block_lanes(|e| q[e] as i32, &a.qs[b * QK..(b + 1) * QK]);
         for (acc, l) in acc.iter_mut().zip(lanes) {
             *acc = d.mul_add(l, *acc);

@@ -1,6 +1,6 @@
 //! GGUF Q4_1 and Q8_0 weights repacked for the dot kernels.
 //!
-//! Repacking is lossless: values and f16 scales (widened to f32) are copied. Q4_1 blocks
+//! Repacking is lossless: values and f16 scales are copied. Q4_1 blocks
 //! are repacked in pairs so that one 32-byte load holds two whole blocks: byte `j` of a
 //! pair holds element `j` of the first block in its low nibble and element `j` of the
 //! second in its high nibble (ggml interleaves elements `j` and `j + 16` of one block
@@ -17,8 +17,8 @@ pub(crate) const Q8_0_BLOCK_BYTES: usize = 34;
 /// Bytes per ggml `block_q5_0`: f16 `d`, 4 bytes of fifth bits, 16 nibble bytes.
 pub(crate) const Q5_0_BLOCK_BYTES: usize = 22;
 
-fn f16_at(bytes: &[u8], at: usize) -> f32 {
-    f16::from_le_bytes([bytes[at], bytes[at + 1]]).to_f32()
+fn f16_at(bytes: &[u8], at: usize) -> f16 {
+    f16::from_le_bytes([bytes[at], bytes[at + 1]])
 }
 
 /// The 32 values (0..16) of one ggml Q4_1 block.
@@ -38,10 +38,10 @@ pub(crate) struct Q4_1Matrix {
     pub(crate) k: usize,
     /// `n × nb × 16` nibble bytes (see the module docs).
     pub(crate) qs: Vec<u8>,
-    /// `n × nb` scales.
-    pub(crate) d: Vec<f32>,
+    /// `n × nb` scales (f16, as in the file: decoding is bound by memory bandwidth).
+    pub(crate) d: Vec<f16>,
     /// `n × nb` mins.
-    pub(crate) m: Vec<f32>,
+    pub(crate) m: Vec<f16>,
 }
 
 impl Q4_1Matrix {
@@ -52,8 +52,8 @@ impl Q4_1Matrix {
             return None;
         }
         let mut qs = vec![0u8; n * nb * 16];
-        let mut d = vec![0f32; n * nb];
-        let mut m = vec![0f32; n * nb];
+        let mut d = vec![f16::ZERO; n * nb];
+        let mut m = vec![f16::ZERO; n * nb];
         for r in 0..n {
             let row = &raw[r * nb * Q4_1_BLOCK_BYTES..(r + 1) * nb * Q4_1_BLOCK_BYTES];
             let out = &mut qs[r * nb * 16..(r + 1) * nb * 16];
@@ -103,7 +103,7 @@ impl Q4_1Matrix {
     pub(crate) fn dequantize_row(&self, r: usize, out: &mut [f32]) {
         let nb = self.nb();
         for b in 0..nb {
-            let (d, m) = (self.d[r * nb + b], self.m[r * nb + b]);
+            let (d, m) = (self.d[r * nb + b].to_f32(), self.m[r * nb + b].to_f32());
             for (o, q) in out[b * QK..(b + 1) * QK]
                 .iter_mut()
                 .zip(self.block_values(r, b))
@@ -121,8 +121,8 @@ pub(crate) struct Q8_0Matrix {
     pub(crate) k: usize,
     /// `n × k` values.
     pub(crate) qs: Vec<i8>,
-    /// `n × nb` scales.
-    pub(crate) d: Vec<f32>,
+    /// `n × nb` scales (f16).
+    pub(crate) d: Vec<f16>,
 }
 
 impl Q8_0Matrix {
@@ -133,7 +133,7 @@ impl Q8_0Matrix {
             return None;
         }
         let mut qs = vec![0i8; n * k];
-        let mut d = vec![0f32; n * nb];
+        let mut d = vec![f16::ZERO; n * nb];
         for (bi, block) in raw.chunks_exact(Q8_0_BLOCK_BYTES).enumerate() {
             d[bi] = f16_at(block, 0);
             for (q, &b) in qs[bi * QK..(bi + 1) * QK].iter_mut().zip(&block[2..]) {
@@ -152,7 +152,7 @@ impl Q8_0Matrix {
             return None;
         }
         let mut qs = vec![0i8; n * k];
-        let mut d = vec![0f32; n * nb];
+        let mut d = vec![f16::ZERO; n * nb];
         for (bi, block) in raw.chunks_exact(Q5_0_BLOCK_BYTES).enumerate() {
             d[bi] = f16_at(block, 0);
             let qh = u32::from_le_bytes([block[2], block[3], block[4], block[5]]);
@@ -175,7 +175,7 @@ impl Q8_0Matrix {
     pub(crate) fn dequantize_row(&self, r: usize, out: &mut [f32]) {
         let nb = self.nb();
         for (b, o) in out.chunks_exact_mut(QK).enumerate().take(nb) {
-            let d = self.d[r * nb + b];
+            let d = self.d[r * nb + b].to_f32();
             for (o, &q) in o
                 .iter_mut()
                 .zip(&self.qs[r * self.k + b * QK..r * self.k + (b + 1) * QK])
