@@ -58,32 +58,31 @@ pub(crate) fn attention(
     } else {
         vec::DotOrder::Gemm
     };
-    // Items: (kv head, query tile). A decode step has one tile, so one item per kv head.
-    parallel_for(n_kv_head * tiles, |items| {
+    // Items: (query head, query tile); a decode step has one tile, so one item per head.
+    parallel_for(n_head * tiles, |items| {
         let mut scores = Vec::new();
         for item in items {
-            let (g, t) = (item / tiles, item % tiles);
+            let (h, t) = (item / tiles, item % tiles);
+            let g = h / group;
             let k = &keys[cache.k_offset(g, 0)..cache.k_offset(g, start + seq)];
             let v = &values[cache.v_offset(g, 0)..cache.v_offset(g + 1, 0)];
             for i in t * QUERY_TILE..((t + 1) * QUERY_TILE).min(seq) {
                 let n_pos = start + i + 1;
-                for h in g * group..(g + 1) * group {
-                    let at = (i * n_head + h) * head_dim;
-                    let qh = &q[at..at + head_dim];
-                    // SAFETY: (query i, head h) is written by this item only.
-                    let oh = unsafe { std::slice::from_raw_parts_mut(out_ptr.at(at), head_dim) };
-                    attend_one(
-                        order,
-                        qh,
-                        &k[..n_pos * head_dim],
-                        v,
-                        cache.v_stride(),
-                        n_pos,
-                        scale,
-                        &mut scores,
-                        oh,
-                    );
-                }
+                let at = (i * n_head + h) * head_dim;
+                let qh = &q[at..at + head_dim];
+                // SAFETY: (query i, head h) is written by this item only.
+                let oh = unsafe { std::slice::from_raw_parts_mut(out_ptr.at(at), head_dim) };
+                attend_one(
+                    order,
+                    qh,
+                    &k[..n_pos * head_dim],
+                    v,
+                    cache.v_stride(),
+                    n_pos,
+                    scale,
+                    &mut scores,
+                    oh,
+                );
             }
         }
     });
