@@ -1,5 +1,7 @@
 //! Argument structs and the command each one runs.
 
+mod chat;
+mod generate;
 mod models;
 
 use clap::{Parser, Subcommand};
@@ -14,6 +16,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Continue a prompt with a language model, streaming the text.
+    Generate(generate::GenerateArgs),
+    /// Chat with a language model, one message per line on stdin.
+    Chat(chat::ChatArgs),
     /// List, fetch, inspect and remove models in the local cache.
     #[command(subcommand)]
     Models(models::ModelsCommand),
@@ -22,6 +28,8 @@ pub enum Command {
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Generate(args) => generate::run(args),
+        Command::Chat(args) => chat::run(args),
         Command::Models(command) => models::run(command),
     }
 }
