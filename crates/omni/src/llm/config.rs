@@ -110,6 +110,10 @@ impl LlmConfig {
         if hidden_size == 0 || n_layer == 0 {
             return Err(bad("zero embedding length or block count".into()));
         }
+        let context_length = md.usize(&key("context_length"))?;
+        if context_length == 0 {
+            return Err(bad("zero context length".into()));
+        }
         let head_dim = md
             .opt_usize(&key("attention.key_length"))?
             .unwrap_or(hidden_size / n_head);
@@ -150,7 +154,7 @@ impl LlmConfig {
             n_kv_head,
             head_dim,
             ffn_dim: md.usize(&key("feed_forward_length"))?,
-            context_length: md.usize(&key("context_length"))?,
+            context_length,
             vocab_size,
             rope_dim,
             rope_theta: md.opt_f32(&key("rope.freq_base"))?.unwrap_or(10_000.0),

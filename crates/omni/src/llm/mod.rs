@@ -216,7 +216,7 @@ impl Llm {
     pub fn new_cache(&self, context: Option<usize>) -> KvCache {
         let max = self.config().context_length;
         self.model
-            .new_cache(context.map_or(max, |c| c.clamp(1, max)))
+            .new_cache(context.map_or(max, |c| c.min(max)).max(1))
     }
 
     /// Renders `messages` with the model's chat template.

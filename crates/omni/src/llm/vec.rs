@@ -28,7 +28,42 @@ pub(crate) fn round_to_f16(xs: &mut [f32]) {
     }
 }
 
-/// `x[i] = exp(x[i] - max)`; returns `Σ x[i]` accumulated in f64 (`ggml_vec_soft_max_f32`).
+/// ggml's `ggml_v_expf`, one lane: the same operations (FMAs included) as the AVX2
+/// version, so that every platform computes llama.cpp-on-AVX2's bits.
+pub(crate) fn v_expf(x: f32) -> f32 {
+    let r = f32::from_bits(0x4b40_0000); // 0x1.8p23
+    let z = x.mul_add(f32::from_bits(0x3fb8_aa3b), r);
+    let n = z - r;
+    let b = (-n).mul_add(
+        f32::from_bits(0x35bf_be8e),
+        (-n).mul_add(f32::from_bits(0x3f31_7200), x),
+    );
+    let e = z.to_bits() << 23;
+    let k = f32::from_bits(e.wrapping_add(1f32.to_bits()));
+    let c = n.abs() > 126.0;
+    let u = b * b;
+    let j = f32::from_bits(0x3c07_2010)
+        .mul_add(b, f32::from_bits(0x3d2b_9f17))
+        .mul_add(
+            u,
+            f32::from_bits(0x3e2a_af33).mul_add(b, f32::from_bits(0x3eff_fedb)),
+        )
+        .mul_add(u, f32::from_bits(0x3f7f_fff6) * b);
+    if !c {
+        return j.mul_add(k, k);
+    }
+    let g = if n <= 0.0 { 0x8200_0000u32 } else { 0 };
+    let s1 = f32::from_bits(g.wrapping_add(0x7f00_0000));
+    let s2 = f32::from_bits(e.wrapping_sub(g));
+    if n.abs() > 192.0 {
+        s1 * s1
+    } else {
+        s2.mul_add(j, s2) * s1
+    }
+}
+
+/// `x[i] = exp(x[i] - max)`; returns `Σ x[i]` accumulated in f64 (`ggml_vec_soft_max_f32`:
+/// `ggml_v_expf` and a horizontal sum per 8 values, libm `expf` for the rest).
 pub(crate) fn softmax_exp(x: &mut [f32], max: f32) -> f64 {
     let mut i = 0;
     let mut sum = 0f64;
@@ -37,6 +72,15 @@ pub(crate) fn softmax_exp(x: &mut [f32], max: f32) -> f64 {
         // SAFETY: AVX2 and FMA were detected at run time.
         unsafe { (i, sum) = x86::softmax_exp(x, max) };
     }
+    while i + 8 <= x.len() {
+        let mut lanes = [0f32; 8];
+        for (l, v) in lanes.iter_mut().zip(&mut x[i..i + 8]) {
+            *v = v_expf(*v - max);
+            *l = *v;
+        }
+        sum += crate::llm::quant::hsum_float_8(lanes) as f64;
+        i += 8;
+    }
     for v in &mut x[i..] {
         *v = (*v - max).exp();
         sum += *v as f64;
@@ -44,7 +88,8 @@ pub(crate) fn softmax_exp(x: &mut [f32], max: f32) -> f64 {
     sum
 }
 
-/// `gate[i] = silu(gate[i]) · up[i]` (`ggml_vec_swiglu_f32`).
+/// `gate[i] = silu(gate[i]) · up[i]` (`ggml_vec_swiglu_f32`: `ggml_v_silu` per 8 values,
+/// `x / (1 + expf(-x))` for the rest).
 pub(crate) fn swiglu(gate: &mut [f32], up: &[f32]) {
     let mut i = 0;
     #[cfg(target_arch = "x86_64")]
@@ -52,7 +97,11 @@ pub(crate) fn swiglu(gate: &mut [f32], up: &[f32]) {
         // SAFETY: AVX2 and FMA were detected at run time.
         i = unsafe { x86::swiglu(gate, up) };
     }
-    for (g, u) in gate[i..].iter_mut().zip(&up[i..]) {
+    let full = gate.len().min(up.len()) / 8 * 8;
+    for (g, u) in gate[i..full].iter_mut().zip(&up[i..full]) {
+        *g = *g / (1.0 + v_expf(-*g)) * u;
+    }
+    for (g, u) in gate[full.max(i)..].iter_mut().zip(&up[full.max(i)..]) {
         *g = *g / (1.0 + (-*g).exp()) * u;
     }
 }
@@ -353,6 +402,31 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scalar_expf_is_ggml_v_expf() {
+        // Every 1/64 over the range softmax and SiLU use, plus large magnitudes.
+        let xs: Vec<f32> = (-6400..=2000)
+            .map(|i| i as f32 / 64.0)
+            .chain([-200.0, -150.0, 89.0, 100.0])
+            .collect();
+        for chunk in xs.chunks(8) {
+            let mut v = chunk.to_vec();
+            v.resize(8, 0.0);
+            let mut simd = v.clone();
+            softmax_exp(&mut simd, 0.0);
+            for (a, x) in simd.iter().zip(&v) {
+                assert_eq!(a.to_bits(), v_expf(*x).to_bits(), "exp({x})");
+                if x.exp().is_finite() {
+                    assert!(
+                        (a - x.exp()).abs() <= 4e-7 * x.exp() + 1e-38,
+                        "exp({x}) = {a} vs {}",
+                        x.exp()
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn simd_matches_scalar() {
