@@ -7,9 +7,11 @@ use clap::Parser;
 fn main() -> std::process::ExitCode {
     let cli = commands::Cli::parse();
     tracing_subscriber::fmt()
+        // symphonia logs unrecognised input at ERROR before returning the error omni reports.
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("OMNI_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            tracing_subscriber::EnvFilter::try_from_env("OMNI_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("warn,symphonia_core=off,symphonia=off")
+            }),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -2,6 +2,8 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod transcribe;
+
 /// omni: run multimodal models on your own machine.
 #[derive(Debug, Parser)]
 #[command(name = "omni", version, about, long_about = None)]
@@ -11,9 +13,14 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Transcribe speech in audio files with Whisper.
+    Transcribe(transcribe::TranscribeArgs),
+}
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {}
+    match cli.command {
+        Command::Transcribe(args) => transcribe::run(args),
+    }
 }

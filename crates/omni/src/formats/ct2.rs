@@ -141,7 +141,10 @@ impl<'a> Cursor<'a> {
         String::from_utf8(bytes.to_vec()).map_err(|_| {
             Error::model_file(
                 self.path,
-                format!("corrupt CTranslate2 model: {what} at offset {} is not UTF-8", self.pos),
+                format!(
+                    "corrupt CTranslate2 model: {what} at offset {} is not UTF-8",
+                    self.pos
+                ),
             )
         })
     }
@@ -202,7 +205,9 @@ impl Ct2File {
             let dtype = Ct2Dtype::from_id(dtype_id).ok_or_else(|| {
                 Error::model_file(
                     path,
-                    format!("corrupt CTranslate2 model: variable `{name}` has unknown dtype {dtype_id}"),
+                    format!(
+                        "corrupt CTranslate2 model: variable `{name}` has unknown dtype {dtype_id}"
+                    ),
                 )
             })?;
             let len = cur.u32(&format!("the size of `{name}`"))? as usize;
@@ -291,7 +296,10 @@ impl Ct2File {
 
     fn require(&self, name: &str) -> Result<&Ct2Variable> {
         self.get(name).ok_or_else(|| {
-            Error::model_file(&self.path, format!("missing variable `{name}` in {}", self.spec))
+            Error::model_file(
+                &self.path,
+                format!("missing variable `{name}` in {}", self.spec),
+            )
         })
     }
 

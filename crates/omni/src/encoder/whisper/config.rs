@@ -41,12 +41,18 @@ impl WhisperConfig {
         }
         let shape = |name: &str, rank: usize| -> Result<Vec<usize>> {
             let var = file.get(name).ok_or_else(|| {
-                Error::model_file(file.path(), format!("missing variable `{name}` in WhisperSpec"))
+                Error::model_file(
+                    file.path(),
+                    format!("missing variable `{name}` in WhisperSpec"),
+                )
             })?;
             if var.shape.len() != rank {
                 return Err(Error::model_file(
                     file.path(),
-                    format!("variable `{name}` has shape {:?}, expected rank {rank}", var.shape),
+                    format!(
+                        "variable `{name}` has shape {:?}, expected rank {rank}",
+                        var.shape
+                    ),
                 ));
             }
             Ok(var.shape.clone())
@@ -61,9 +67,10 @@ impl WhisperConfig {
                 None => Ok(8),
                 Some(_) => {
                     let n = file.scalar_i64(name)?;
-                    usize::try_from(n).ok().filter(|&n| n > 0).ok_or_else(|| {
-                        Error::model_file(file.path(), format!("`{name}` is {n}"))
-                    })
+                    usize::try_from(n)
+                        .ok()
+                        .filter(|&n| n > 0)
+                        .ok_or_else(|| Error::model_file(file.path(), format!("`{name}` is {n}")))
                 }
             }
         };

@@ -11,7 +11,9 @@ use candle_core::{Device, Tensor};
 use candle_nn::{Linear, Module};
 
 use super::config::WhisperConfig;
-use super::layers::{CrossAttention, CrossKv, FeedForward, KvCache, LayerNorm, SelfAttention, Weights};
+use super::layers::{
+    CrossAttention, CrossKv, FeedForward, KvCache, LayerNorm, SelfAttention, Weights,
+};
 use crate::{Error, Result};
 
 #[derive(Debug, Clone)]
@@ -63,8 +65,18 @@ impl TextDecoder {
             .map(|i| {
                 let p = format!("decoder/layer_{i}");
                 Ok(DecoderLayer {
-                    self_attn: SelfAttention::load(w, &format!("{p}/self_attention"), d, c.n_text_head)?,
-                    cross_attn: CrossAttention::load(w, &format!("{p}/attention"), d, c.n_text_head)?,
+                    self_attn: SelfAttention::load(
+                        w,
+                        &format!("{p}/self_attention"),
+                        d,
+                        c.n_text_head,
+                    )?,
+                    cross_attn: CrossAttention::load(
+                        w,
+                        &format!("{p}/attention"),
+                        d,
+                        c.n_text_head,
+                    )?,
                     ffn: FeedForward::load(w, &format!("{p}/ffn"), d)?,
                 })
             })

@@ -128,7 +128,11 @@ impl TimestampRules {
         } else {
             let last = seq[step - 1] as usize;
             if last >= self.begin {
-                let penultimate = if step >= 2 { seq[step - 2] as usize } else { last };
+                let penultimate = if step >= 2 {
+                    seq[step - 2] as usize
+                } else {
+                    last
+                };
                 if penultimate >= self.begin {
                     // A pair just closed: text must follow.
                     Self::disable(logits, self.begin..self.end + 1);
@@ -141,7 +145,11 @@ impl TimestampRules {
             } else {
                 check_timestamp_prob = true;
                 // Timestamps must increase.
-                if let Some(&t) = seq[..step].iter().rev().find(|&&t| t as usize >= self.begin) {
+                if let Some(&t) = seq[..step]
+                    .iter()
+                    .rev()
+                    .find(|&&t| t as usize >= self.begin)
+                {
                     Self::disable(logits, self.begin..t as usize + 1);
                 }
             }
@@ -319,7 +327,11 @@ impl Search<'_> {
         opts: &GenerateOptions,
     ) -> Result<(Vec<u32>, f32, f32)> {
         let sampling = opts.temperature > 0.0;
-        let n = if sampling { opts.num_hypotheses.max(1) } else { 1 };
+        let n = if sampling {
+            opts.num_hypotheses.max(1)
+        } else {
+            1
+        };
         if n > 1 {
             state.select_rows(&vec![0u32; n], self.device)?;
         }

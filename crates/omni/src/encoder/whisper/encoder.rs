@@ -37,7 +37,12 @@ impl AudioEncoder {
             .map(|i| {
                 let p = format!("encoder/layer_{i}");
                 Ok(EncoderLayer {
-                    attn: SelfAttention::load(w, &format!("{p}/self_attention"), d, c.n_audio_head)?,
+                    attn: SelfAttention::load(
+                        w,
+                        &format!("{p}/self_attention"),
+                        d,
+                        c.n_audio_head,
+                    )?,
                     ffn: FeedForward::load(w, &format!("{p}/ffn"), d)?,
                 })
             })

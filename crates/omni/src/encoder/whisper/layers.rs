@@ -44,7 +44,12 @@ pub struct LayerNorm {
 
 impl LayerNorm {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(candle_nn::ops::layer_norm(x, &self.gamma, &self.beta, 1e-5)?)
+        Ok(candle_nn::ops::layer_norm(
+            x,
+            &self.gamma,
+            &self.beta,
+            1e-5,
+        )?)
     }
 }
 
@@ -199,9 +204,7 @@ pub(crate) struct KvCache {
 impl KvCache {
     /// Number of cached positions.
     pub fn len(&self) -> usize {
-        self.kv
-            .as_ref()
-            .map_or(0, |(k, _)| k.dim(2).unwrap_or(0))
+        self.kv.as_ref().map_or(0, |(k, _)| k.dim(2).unwrap_or(0))
     }
 
     fn append(&mut self, k: Tensor, v: Tensor) -> Result<(Tensor, Tensor)> {

@@ -137,10 +137,19 @@ impl Whisper {
         let mut state = self.decoder.start(audio_features)?;
         let input = Tensor::new(&[[tok.sot]], &self.device)?;
         let hidden = self.decoder.forward(&input, &mut state)?.squeeze(1)?;
-        let logits = self.decoder.logits(&hidden)?.flatten_all()?.to_vec1::<f32>()?;
+        let logits = self
+            .decoder
+            .logits(&hidden)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
         let scores: Vec<f32> = lang_ids
             .iter()
-            .map(|&id| logits.get(id as usize).copied().unwrap_or(f32::NEG_INFINITY))
+            .map(|&id| {
+                logits
+                    .get(id as usize)
+                    .copied()
+                    .unwrap_or(f32::NEG_INFINITY)
+            })
             .collect();
         let max = scores.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
         let total: f32 = scores.iter().map(|s| (s - max).exp()).sum();

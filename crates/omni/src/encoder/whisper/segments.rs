@@ -370,11 +370,19 @@ impl Whisper {
         };
         for (attempt, &temperature) in temperatures.iter().enumerate() {
             let gen_opts = GenerateOptions {
-                beam_size: if temperature > 0.0 { 1 } else { opts.beam_size.max(1) },
+                beam_size: if temperature > 0.0 {
+                    1
+                } else {
+                    opts.beam_size.max(1)
+                },
                 patience: opts.patience,
                 length_penalty: opts.length_penalty,
                 temperature,
-                num_hypotheses: if temperature > 0.0 { opts.best_of.max(1) } else { 1 },
+                num_hypotheses: if temperature > 0.0 {
+                    opts.best_of.max(1)
+                } else {
+                    1
+                },
                 max_length,
                 suppress_tokens: suppress_tokens.to_vec(),
                 suppress_begin: suppress_begin.to_vec(),
@@ -421,7 +429,9 @@ impl Whisper {
             }
             all.push(decoded);
             if !needs_fallback {
-                return all.pop().ok_or_else(|| Error::InvalidInput("no decoding".into()));
+                return all
+                    .pop()
+                    .ok_or_else(|| Error::InvalidInput("no decoding".into()));
             }
         }
         // Every temperature failed: keep the best average log-probability, preferring outputs

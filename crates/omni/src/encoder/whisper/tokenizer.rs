@@ -149,10 +149,7 @@ impl WhisperTokenizer {
     /// The token list faster-whisper passes as `suppress_tokens` for the user's list
     /// (`-1` expands to [`Self::non_speech_tokens`]), plus the task and start tokens.
     pub fn suppressed_tokens(&self, user: &[i64]) -> Result<Vec<u32>> {
-        let mut set: BTreeSet<u32> = user
-            .iter()
-            .filter_map(|&t| u32::try_from(t).ok())
-            .collect();
+        let mut set: BTreeSet<u32> = user.iter().filter_map(|&t| u32::try_from(t).ok()).collect();
         if user.contains(&-1) {
             set.extend(self.non_speech_tokens()?);
         }

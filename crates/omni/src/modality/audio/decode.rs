@@ -41,10 +41,22 @@ fn media(path: &Path, reason: impl Into<String>) -> Error {
     }
 }
 
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => format!("cannot read the file: {e}"),
+    }
+}
+
 /// Decodes the first audio track of `path` and downmixes it to mono.
 pub fn decode_file(path: &Path) -> Result<DecodedAudio> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    let file = File::open(path).map_err(|e| media(path, io_reason(&e)))?;
+    let meta = file.metadata().map_err(|e| media(path, io_reason(&e)))?;
+    if meta.is_dir() {
+        return Err(media(path, "is a directory, not an audio file"));
+    }
+    let len = meta.len();
     if len == 0 {
         return Err(media(path, "the file is empty"));
     }
@@ -154,16 +166,25 @@ pub fn decode_file(path: &Path) -> Result<DecodedAudio> {
         ));
     }
     if truncated && samples.is_empty() {
-        return Err(media(path, "truncated audio: the stream ends before any sample"));
+        return Err(media(
+            path,
+            "truncated audio: the stream ends before any sample",
+        ));
     }
     if samples.is_empty() {
         return Err(media(path, "the file contains no audio samples"));
     }
     if sample_rate == 0 {
-        return Err(media(path, "the audio stream does not state its sample rate"));
+        return Err(media(
+            path,
+            "the audio stream does not state its sample rate",
+        ));
     }
     if samples.iter().any(|s| !s.is_finite()) {
-        return Err(media(path, "corrupt audio: decoded samples are not finite numbers"));
+        return Err(media(
+            path,
+            "corrupt audio: decoded samples are not finite numbers",
+        ));
     }
     Ok(DecodedAudio {
         samples,

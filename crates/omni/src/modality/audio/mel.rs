@@ -215,7 +215,11 @@ pub fn mel_filters(sr: f64, n_fft: usize, n_mels: usize) -> Vec<Vec<f32>> {
     let step = max_mel / (n_mels + 1) as f64;
     let freqs: Vec<f64> = (0..n_mels + 2)
         .map(|i| {
-            let mel = if i == n_mels + 1 { max_mel } else { i as f64 * step };
+            let mel = if i == n_mels + 1 {
+                max_mel
+            } else {
+                i as f64 * step
+            };
             if mel >= min_log_mel {
                 min_log_hz * (logstep * (mel - min_log_mel)).exp()
             } else {
@@ -275,7 +279,10 @@ mod tests {
             n_frames: 3,
             data: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
         };
-        assert_eq!(mel.window(1, 2, 4), vec![2.0, 3.0, 0.0, 0.0, 5.0, 6.0, 0.0, 0.0]);
+        assert_eq!(
+            mel.window(1, 2, 4),
+            vec![2.0, 3.0, 0.0, 0.0, 5.0, 6.0, 0.0, 0.0]
+        );
         assert_eq!(mel.content_frames(), 2);
     }
 }
