@@ -27,7 +27,9 @@ fn clips() -> Option<Vec<PathBuf>> {
         .collect();
     clips.sort();
     if clips.len() != 5 {
-        eprintln!("SKIP: the LibriVox clips are not in {CLIPS} (apt-get install pocketsphinx-testdata)");
+        eprintln!(
+            "SKIP: the LibriVox clips are not in {CLIPS} (apt-get install pocketsphinx-testdata)"
+        );
         return None;
     }
     Some(clips)
@@ -36,7 +38,10 @@ fn clips() -> Option<Vec<PathBuf>> {
 fn load(name: &str) -> Option<Whisper> {
     let dir = omni::models::cached_dir(name);
     if !dir.join("model.bin").exists() {
-        eprintln!("SKIP: model {name} is not in {} (fetch it first)", dir.display());
+        eprintln!(
+            "SKIP: model {name} is not in {} (fetch it first)",
+            dir.display()
+        );
         return None;
     }
     Some(Whisper::load(&dir).expect("load model"))
@@ -79,7 +84,13 @@ fn normalise(text: &str) -> Vec<String> {
         .filter(|c| c.is_alphanumeric() || c.is_whitespace() || *c == '\'')
         .collect::<String>()
         .split_whitespace()
-        .map(|w| if w == "mr" { "mister".to_string() } else { w.to_string() })
+        .map(|w| {
+            if w == "mr" {
+                "mister".to_string()
+            } else {
+                w.to_string()
+            }
+        })
         .collect()
 }
 
@@ -88,7 +99,9 @@ fn edit_distance(a: &[String], b: &[String]) -> usize {
     for (i, x) in a.iter().enumerate() {
         let mut cur = vec![i + 1; b.len() + 1];
         for (j, y) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(x != y)).min(prev[j + 1] + 1).min(cur[j] + 1);
+            cur[j + 1] = (prev[j] + usize::from(x != y))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
         }
         prev = cur;
     }
@@ -102,7 +115,10 @@ fn references() -> Vec<(String, String)> {
         .filter_map(|line| {
             let (words, id) = line.rsplit_once(" (")?;
             let words = words.replace("<s>", "").replace("</s>", "");
-            Some((id.trim_end_matches(')').to_string(), words.trim().to_string()))
+            Some((
+                id.trim_end_matches(')').to_string(),
+                words.trim().to_string(),
+            ))
         })
         .collect()
 }
@@ -127,7 +143,12 @@ fn assert_segments_match(ours: &[Segment], theirs: &Value, what: &str) {
             .map(|s| format!("[{:.2}-{:.2}]{}", s.start, s.end, s.text))
             .collect::<Vec<_>>()
     };
-    assert_eq!(ours.len(), theirs.len(), "{what}: segment count; ours {:?}", show(ours));
+    assert_eq!(
+        ours.len(),
+        theirs.len(),
+        "{what}: segment count; ours {:?}",
+        show(ours)
+    );
     for (o, t) in ours.iter().zip(theirs) {
         let tokens: Vec<u32> = t["tokens"]
             .as_array()
@@ -137,12 +158,26 @@ fn assert_segments_match(ours: &[Segment], theirs: &Value, what: &str) {
             .collect();
         assert_eq!(o.text, t["text"].as_str().unwrap(), "{what}: text");
         assert_eq!(o.tokens, tokens, "{what}: tokens of {:?}", o.text);
-        assert!((o.start - t["start"].as_f64().unwrap()).abs() < 1e-6, "{what}: start");
-        assert!((o.end - t["end"].as_f64().unwrap()).abs() < 1e-6, "{what}: end");
+        assert!(
+            (o.start - t["start"].as_f64().unwrap()).abs() < 1e-6,
+            "{what}: start"
+        );
+        assert!(
+            (o.end - t["end"].as_f64().unwrap()).abs() < 1e-6,
+            "{what}: end"
+        );
         let lp = t["avg_logprob"].as_f64().unwrap() as f32;
-        assert!((o.avg_logprob - lp).abs() < 1e-3, "{what}: avg_logprob {} vs {lp}", o.avg_logprob);
+        assert!(
+            (o.avg_logprob - lp).abs() < 1e-3,
+            "{what}: avg_logprob {} vs {lp}",
+            o.avg_logprob
+        );
         let ns = t["no_speech_prob"].as_f64().unwrap() as f32;
-        assert!((o.no_speech_prob - ns).abs() < 1e-3, "{what}: no_speech_prob {} vs {ns}", o.no_speech_prob);
+        assert!(
+            (o.no_speech_prob - ns).abs() < 1e-3,
+            "{what}: no_speech_prob {} vs {ns}",
+            o.no_speech_prob
+        );
     }
 }
 
@@ -150,11 +185,15 @@ fn assert_segments_match(ours: &[Segment], theirs: &Value, what: &str) {
 fn mel_matches_faster_whisper() {
     let Some(clips) = clips() else { return };
     let entries: Value =
-        serde_json::from_str(&std::fs::read_to_string(fixtures().join("mel.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("mel.json")).unwrap())
+            .unwrap();
     let mel = MelExtractor::new(80);
     let mut worst = 0f32;
     for (clip, entry) in clips.iter().zip(entries.as_array().unwrap()) {
-        assert_eq!(clip.file_name().unwrap().to_str().unwrap(), entry["clip"].as_str().unwrap());
+        assert_eq!(
+            clip.file_name().unwrap().to_str().unwrap(),
+            entry["clip"].as_str().unwrap()
+        );
         let samples = load_mono(clip, SAMPLE_RATE).unwrap();
         assert_eq!(samples.len() as u64, entry["samples"].as_u64().unwrap());
         let ours = mel.compute(&samples);
@@ -172,14 +211,19 @@ fn mel_matches_faster_whisper() {
             .zip(&theirs)
             .map(|(a, b)| (a - b).abs())
             .fold(0f32, f32::max);
-        println!("mel {stem}: {} frames, max |diff| vs faster-whisper {diff:.2e}", ours.n_frames);
+        println!(
+            "mel {stem}: {} frames, max |diff| vs faster-whisper {diff:.2e}",
+            ours.n_frames
+        );
         worst = worst.max(diff);
     }
     assert!(worst <= 1e-4, "max |diff| {worst}");
 }
 
 fn check_clips(name: &str, beam_size: usize) {
-    let (Some(clips), Some(model)) = (clips(), model(name)) else { return };
+    let (Some(clips), Some(model)) = (clips(), model(name)) else {
+        return;
+    };
     let fixture = &transcripts()["models"][name][format!("beam{beam_size}")];
     let mut hyps = Vec::new();
     let mut theirs = Vec::new();
@@ -193,7 +237,11 @@ fn check_clips(name: &str, beam_size: usize) {
         let stem = clip.file_stem().unwrap().to_str().unwrap().to_string();
         let text: String = segments.iter().map(|s| s.text.as_str()).collect();
         println!("{name} beam {beam_size} {stem}: {text}");
-        assert_segments_match(&segments, &fixture[file], &format!("{name} beam {beam_size} {file}"));
+        assert_segments_match(
+            &segments,
+            &fixture[file],
+            &format!("{name} beam {beam_size} {file}"),
+        );
         hyps.push((stem.clone(), text));
         let fw: String = fixture[file]
             .as_array()
@@ -243,7 +291,9 @@ fn long_audio(clips: &[PathBuf]) -> Vec<f32> {
 }
 
 fn check_long(name: &str, beam_size: usize) {
-    let (Some(clips), Some(model)) = (clips(), model(name)) else { return };
+    let (Some(clips), Some(model)) = (clips(), model(name)) else {
+        return;
+    };
     let samples = long_audio(&clips);
     assert!(samples.len() > 30 * SAMPLE_RATE as usize * 3 / 2);
     let mut windows = 0;
@@ -277,11 +327,18 @@ fn long_audio_beam5_matches_faster_whisper() {
 
 #[test]
 fn encoder_batch_equals_items() {
-    let (Some(clips), Some(model)) = (clips(), model("whisper-tiny.en")) else { return };
+    let (Some(clips), Some(model)) = (clips(), model("whisper-tiny.en")) else {
+        return;
+    };
     let n = model.config.n_frames();
     let windows: Vec<Vec<f32>> = clips[..2]
         .iter()
-        .map(|c| model.mel.compute(&load_mono(c, SAMPLE_RATE).unwrap()).window(0, n, n))
+        .map(|c| {
+            model
+                .mel
+                .compute(&load_mono(c, SAMPLE_RATE).unwrap())
+                .window(0, n, n)
+        })
         .collect();
     let device = model.device();
     let batch = candle_core::Tensor::from_slice(&windows.concat(), (2, 80, n), device).unwrap();
@@ -317,7 +374,9 @@ fn temp_dir(tag: &str) -> PathBuf {
 
 #[test]
 fn resamples_44k_stereo_from_sox() {
-    let (Some(clips), Some(model)) = (clips(), model("whisper-tiny.en")) else { return };
+    let (Some(clips), Some(model)) = (clips(), model("whisper-tiny.en")) else {
+        return;
+    };
     if !tool("sox") {
         return;
     }
@@ -349,7 +408,13 @@ fn decodes_flac_ogg_mp3() {
     if tool("sox") {
         for ext in ["flac", "ogg"] {
             let out = dir.join(format!("clip.{ext}"));
-            if Command::new("sox").arg(&clips[1]).arg(&out).status().unwrap().success() {
+            if Command::new("sox")
+                .arg(&clips[1])
+                .arg(&out)
+                .status()
+                .unwrap()
+                .success()
+            {
                 made.push(out);
             }
         }
@@ -375,7 +440,10 @@ fn decodes_flac_ogg_mp3() {
             assert_eq!(samples, wav, "flac is lossless");
         } else {
             // Codec delay/padding changes the length by a few frames at most.
-            assert!((samples.len() as i64 - wav.len() as i64).abs() < 4000, "{ext}");
+            assert!(
+                (samples.len() as i64 - wav.len() as i64).abs() < 4000,
+                "{ext}"
+            );
         }
         if let Some(model) = model("whisper-tiny.en") {
             let t = transcribe_file(model, path, &greedy_options(1), &mut |_| {}).unwrap();
@@ -396,7 +464,9 @@ fn bad_files(dir: &Path) -> Vec<(PathBuf, &'static str)> {
     std::fs::write(&text, "these are meeting notes, not audio\n".repeat(20)).unwrap();
     files.push((text, "not a recognised audio file"));
     let corrupt = dir.join("corrupt.wav");
-    let noise: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let noise: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     std::fs::write(&corrupt, noise).unwrap();
     files.push((corrupt, "not a recognised audio file"));
     files.push((dir.join("missing.wav"), "no such file"));
@@ -413,6 +483,27 @@ fn bad_files(dir: &Path) -> Vec<(PathBuf, &'static str)> {
         let garbled_path = dir.join("garbled-header.wav");
         std::fs::write(&garbled_path, garbled).unwrap();
         files.push((garbled_path, ""));
+        // Damage in the middle of compressed streams (demuxers resynchronise past it).
+        if tool("sox") {
+            for ext in ["flac", "ogg"] {
+                let clean = dir.join(format!("clean.{ext}"));
+                if Command::new("sox")
+                    .arg(&clips[0])
+                    .arg(&clean)
+                    .status()
+                    .is_ok_and(|s| s.success())
+                {
+                    let mut bytes = std::fs::read(&clean).unwrap();
+                    let mid = bytes.len() / 3;
+                    for (i, b) in bytes[mid..mid + 2000].iter_mut().enumerate() {
+                        *b = (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[3];
+                    }
+                    let damaged = dir.join(format!("damaged.{ext}"));
+                    std::fs::write(&damaged, bytes).unwrap();
+                    files.push((damaged, "corrupt audio"));
+                }
+            }
+        }
     }
     files
 }
@@ -443,7 +534,10 @@ fn bad_model_is_a_clear_error() {
     std::fs::write(wrong.join("model.bin"), "{\"not\": \"a model\"}").unwrap();
     let err = Whisper::load(&wrong).unwrap_err().to_string();
     println!("{err}");
-    assert!(err.contains("model.bin") && err.contains("CTranslate2"), "{err}");
+    assert!(
+        err.contains("model.bin") && err.contains("CTranslate2"),
+        "{err}"
+    );
     // No model.bin.
     let empty_dir = dir.join("nothing");
     std::fs::create_dir_all(&empty_dir).unwrap();
@@ -462,7 +556,10 @@ fn bad_model_is_a_clear_error() {
             std::fs::write(cut.join("model.bin"), &bytes[..len]).unwrap();
             let err = Whisper::load(&cut).unwrap_err().to_string();
             println!("{len} bytes: {err}");
-            assert!(err.contains("model.bin") && err.contains("truncated"), "{err}");
+            assert!(
+                err.contains("model.bin") && err.contains("truncated"),
+                "{err}"
+            );
         }
     } else {
         eprintln!("SKIP: truncated real model (whisper-tiny.en absent)");

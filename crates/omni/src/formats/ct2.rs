@@ -249,7 +249,6 @@ impl Ct2File {
             aliases.insert(alias, target);
         }
         let pos = cur.pos;
-        drop(cur);
         if pos != map.len() {
             return Err(Error::model_file(
                 path,

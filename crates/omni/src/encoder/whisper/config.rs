@@ -103,8 +103,8 @@ impl WhisperConfig {
                 "position encodings {enc_pos:?} / {dec_pos:?} do not match the model width"
             ));
         }
-        if config.n_audio_state % config.n_audio_head != 0
-            || config.n_text_state % config.n_text_head != 0
+        if !config.n_audio_state.is_multiple_of(config.n_audio_head)
+            || !config.n_text_state.is_multiple_of(config.n_text_head)
         {
             return bad("the model width is not a multiple of the head count".into());
         }

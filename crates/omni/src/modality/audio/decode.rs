@@ -72,11 +72,14 @@ pub fn decode_file(path: &Path) -> Result<DecodedAudio> {
             FormatOptions::default(),
             MetadataOptions::default(),
         )
-        .map_err(|e| {
-            media(
+        .map_err(|e| match e {
+            SymError::Unsupported(_) => {
+                media(path, "not a recognised audio file (wav, flac, mp3, ogg, …)")
+            }
+            e => media(
                 path,
                 format!("not a recognised audio file (wav, flac, mp3, ogg, …): {e}"),
-            )
+            ),
         })?;
 
     let track = format
@@ -102,6 +105,8 @@ pub fn decode_file(path: &Path) -> Result<DecodedAudio> {
     let mut good_packets = 0usize;
     let mut first_error: Option<String> = None;
     let mut truncated = false;
+    let mut expected_pts: Option<i64> = None;
+    let mut skipped = 0u64;
 
     loop {
         let packet = match format.next_packet() {
@@ -124,6 +129,15 @@ pub fn decode_file(path: &Path) -> Result<DecodedAudio> {
         if packet.track_id != track_id {
             continue;
         }
+        // Demuxers that resynchronise past damaged data (ogg) leave a jump in timestamps.
+        let pts = packet.pts.get();
+        if let Some(expected) = expected_pts
+            && pts > expected
+        {
+            skipped += (pts - expected) as u64;
+        }
+        expected_pts =
+            Some(pts.saturating_add((packet.trim_start.get() + packet.dur.get()) as i64));
         match decoder.decode(&packet) {
             Ok(buf) => {
                 good_packets += 1;
@@ -153,6 +167,18 @@ pub fn decode_file(path: &Path) -> Result<DecodedAudio> {
                 first_error.unwrap_or_default()
             ),
         ));
+    }
+    if bad_packets > 0 || skipped > 0 {
+        let lost = if bad_packets > 0 {
+            format!(
+                "{bad_packets} of {} packets could not be decoded ({})",
+                bad_packets + good_packets,
+                first_error.unwrap_or_default()
+            )
+        } else {
+            format!("{skipped} frames of damaged data were skipped")
+        };
+        return Err(media(path, format!("corrupt audio: {lost}")));
     }
     if let Some(declared) = declared_frames
         && (samples.len() as u64) < declared
