@@ -337,6 +337,21 @@ impl Ct2File {
         Ok(values)
     }
 
+    /// The variable `name` as a tensor of its stored shape: f16 when stored as f16 (no
+    /// rounding), f32 otherwise.
+    pub fn tensor_f16_or_f32(&self, name: &str, device: &Device) -> Result<Tensor> {
+        let var = self.require(name)?;
+        if var.dtype != Ct2Dtype::F16 {
+            return self.tensor(name, device);
+        }
+        let values: Vec<half::f16> = self
+            .bytes(var)
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]))
+            .collect();
+        Ok(Tensor::from_vec(values, var.shape.clone(), device)?)
+    }
+
     /// The variable `name` as an f32 tensor of its stored shape.
     pub fn tensor(&self, name: &str, device: &Device) -> Result<Tensor> {
         let shape = self.require(name)?.shape.clone();

@@ -8,12 +8,12 @@
 //! [`DecoderState`].
 
 use candle_core::{Device, Tensor};
-use candle_nn::{Linear, Module};
 
 use super::config::WhisperConfig;
 use super::layers::{
     CrossAttention, CrossKv, FeedForward, KvCache, LayerNorm, SelfAttention, Weights,
 };
+use super::linear::Linear;
 use crate::{Error, Result};
 
 #[derive(Debug, Clone)]
@@ -81,11 +81,18 @@ impl TextDecoder {
                 })
             })
             .collect::<Result<_>>()?;
-        let embed = w.tensor("decoder/embeddings/weight", &[c.n_vocab, d])?;
-        // The head is `decoder/projection`, an alias of the embedding in Whisper checkpoints.
-        let head_w = match w.file.get("decoder/projection/weight") {
-            Some(_) => w.tensor("decoder/projection/weight", &[c.n_vocab, d])?,
-            None => embed.clone(),
+        let embed = w.matrix("decoder/embeddings/weight", &[c.n_vocab, d])?;
+        // The head is `decoder/projection`, an alias of the embedding in Whisper checkpoints
+        // (the same variable, loaded once).
+        let tied = w.file.get("decoder/projection/weight").is_none_or(|p| {
+            w.file
+                .get("decoder/embeddings/weight")
+                .is_some_and(|e| std::ptr::eq(p, e))
+        });
+        let head_w = if tied {
+            embed.clone()
+        } else {
+            w.matrix("decoder/projection/weight", &[c.n_vocab, d])?
         };
         let head_b = match w.file.get("decoder/projection/bias") {
             Some(_) => Some(w.tensor("decoder/projection/bias", &[c.n_vocab])?),
@@ -96,7 +103,7 @@ impl TextDecoder {
             positions: w.tensor("decoder/position_encodings/encodings", &[c.n_text_ctx, d])?,
             layers,
             ln: w.layer_norm("decoder/layer_norm", d)?,
-            head: Linear::new(head_w, head_b),
+            head: Linear::new(head_w, head_b)?,
             n_ctx: c.n_text_ctx,
         })
     }
@@ -131,6 +138,7 @@ impl TextDecoder {
         let x = self
             .embed
             .index_select(&tokens.flatten_all()?, 0)?
+            .to_dtype(candle_core::DType::F32)?
             .reshape((b, t, ()))?;
         let mut x = x.broadcast_add(&self.positions.narrow(0, offset, t)?)?;
         for (layer, (cache, cross)) in self
@@ -150,6 +158,6 @@ impl TextDecoder {
     /// # Shapes
     /// `hidden`: `[n, d]` → `[n, n_vocab]`.
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        Ok(self.head.forward(hidden)?)
+        self.head.forward(hidden)
     }
 }

@@ -8,6 +8,7 @@ use candle_core::Tensor;
 
 use super::config::WhisperConfig;
 use super::layers::{FeedForward, LayerNorm, SelfAttention, Weights};
+use super::ops;
 use crate::{Error, Result};
 
 #[derive(Debug, Clone)]
@@ -76,12 +77,12 @@ impl AudioEncoder {
         }
         let x = mel
             .conv1d(&self.conv1_w, 1, 1, 1, 1)?
-            .broadcast_add(&self.conv1_b)?
-            .gelu_erf()?;
+            .broadcast_add(&self.conv1_b)?;
+        let x = ops::gelu(&x)?;
         let x = x
             .conv1d(&self.conv2_w, 1, 2, 1, 1)?
-            .broadcast_add(&self.conv2_b)?
-            .gelu_erf()?;
+            .broadcast_add(&self.conv2_b)?;
+        let x = ops::gelu(&x)?;
         let x = x.transpose(1, 2)?; // [b, t, d]
         let t = x.dim(1)?;
         let mut x = x.broadcast_add(&self.positions.narrow(0, 0, t)?)?;

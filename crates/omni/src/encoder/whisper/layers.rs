@@ -4,8 +4,9 @@
 //!
 //! Attention scales the queries by `1/sqrt(d_head)` before `Q·Kᵀ`, as CTranslate2 does.
 
+use super::linear::Linear;
+use super::ops;
 use candle_core::{D, Device, Tensor};
-use candle_nn::{Linear, Module};
 
 use crate::Result;
 use crate::formats::ct2::Ct2File;
@@ -14,6 +15,9 @@ use crate::formats::ct2::Ct2File;
 pub(crate) struct Weights<'a> {
     pub file: &'a Ct2File,
     pub device: &'a Device,
+    /// Keep matrices stored as f16 in f16 (the decoder: half the memory traffic per token,
+    /// computed in f32 with the same values).
+    pub keep_f16: bool,
 }
 
 impl Weights<'_> {
@@ -21,10 +25,28 @@ impl Weights<'_> {
         self.file.tensor_shaped(name, shape, self.device)
     }
 
+    /// A matrix, in f16 when stored so and `keep_f16` is set, else f32.
+    pub fn matrix(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        if !self.keep_f16 || self.device.is_cuda() || self.device.is_metal() {
+            return self.tensor(name, shape);
+        }
+        let t = self.file.tensor_f16_or_f32(name, self.device)?;
+        if t.dims() != shape {
+            return Err(crate::Error::model_file(
+                self.file.path(),
+                format!(
+                    "variable `{name}` has shape {:?}, expected {shape:?}",
+                    t.dims()
+                ),
+            ));
+        }
+        Ok(t)
+    }
+
     pub fn linear(&self, prefix: &str, out_dim: usize, in_dim: usize) -> Result<Linear> {
-        let w = self.tensor(&format!("{prefix}/weight"), &[out_dim, in_dim])?;
+        let w = self.matrix(&format!("{prefix}/weight"), &[out_dim, in_dim])?;
         let b = self.tensor(&format!("{prefix}/bias"), &[out_dim])?;
-        Ok(Linear::new(w, Some(b)))
+        Linear::new(w, Some(b))
     }
 
     pub fn layer_norm(&self, prefix: &str, dim: usize) -> Result<LayerNorm> {
@@ -78,8 +100,8 @@ impl FeedForward {
     /// `x`: `[b, t, d]` → `[b, t, d]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let h = self.norm.forward(x)?;
-        let h = self.fc1.forward(&h)?.gelu_erf()?;
-        Ok(self.fc2.forward(&h)?)
+        let h = ops::gelu(&self.fc1.forward(&h)?)?;
+        self.fc2.forward(&h)
     }
 }
 
@@ -108,11 +130,33 @@ pub(crate) fn attend(
     v: &Tensor,
     mask: Option<&Tensor>,
 ) -> Result<Tensor> {
+    // Bound the score matrix (the encoder's is 1500 × 1500 per head): large temporaries
+    // cost page faults on every call, so long queries go in blocks.
+    const MAX_SCORES: usize = 1 << 21;
+    let tq = q.dim(D::Minus2)?;
+    let tk = k_t.dim(D::Minus1)?;
+    let scores_len = q.elem_count() / q.dim(D::Minus1)?.max(1) * tk;
+    if mask.is_none() && scores_len > MAX_SCORES && tq > 1 {
+        let block = (tq * MAX_SCORES / scores_len).max(1);
+        let dim = q.rank() - 2;
+        let mut outs = Vec::with_capacity(tq.div_ceil(block));
+        let mut start = 0;
+        while start < tq {
+            let len = block.min(tq - start);
+            outs.push(attend_block(&q.narrow(dim, start, len)?, k_t, v, None)?);
+            start += len;
+        }
+        return Ok(Tensor::cat(&outs, dim)?);
+    }
+    attend_block(q, k_t, v, mask)
+}
+
+fn attend_block(q: &Tensor, k_t: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
     let mut scores = q.matmul(k_t)?;
     if let Some(mask) = mask {
         scores = scores.broadcast_add(mask)?;
     }
-    let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+    let probs = ops::softmax_last_dim(&scores)?;
     Ok(probs.matmul(v)?)
 }
 
@@ -173,7 +217,7 @@ impl SelfAttention {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (q, k, v) = self.project(x)?;
         let y = attend(&q, &k.t()?, &v, None)?;
-        Ok(self.out.forward(&merge_heads(&y)?)?)
+        self.out.forward(&merge_heads(&y)?)
     }
 
     /// Causal attention over the cached keys/values plus the new positions (the decoder).
@@ -191,7 +235,7 @@ impl SelfAttention {
             None
         };
         let y = attend(&q, &k.t()?, &v, mask.as_ref())?;
-        Ok(self.out.forward(&merge_heads(&y)?)?)
+        self.out.forward(&merge_heads(&y)?)
     }
 }
 
@@ -286,6 +330,6 @@ impl CrossAttention {
             .contiguous()?;
         let y = attend(&q, &memory.k_t, &memory.v, None)?; // [h, b·t, dh]
         let y = y.transpose(0, 1)?.reshape((b, t, d))?;
-        Ok(self.out.forward(&y)?)
+        self.out.forward(&y)
     }
 }

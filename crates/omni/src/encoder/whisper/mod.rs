@@ -14,6 +14,8 @@ mod decoder;
 mod decoding;
 mod encoder;
 mod layers;
+mod linear;
+mod ops;
 mod segments;
 mod tokenizer;
 
@@ -95,12 +97,17 @@ impl Whisper {
                 ),
             ));
         }
-        let weights = Weights {
+        let encoder_weights = Weights {
             file: &file,
             device,
+            keep_f16: false,
         };
-        let encoder = AudioEncoder::load(&weights, &config)?;
-        let decoder = TextDecoder::load(&weights, &config)?;
+        let encoder = AudioEncoder::load(&encoder_weights, &config)?;
+        let decoder_weights = Weights {
+            keep_f16: true,
+            ..encoder_weights
+        };
+        let decoder = TextDecoder::load(&decoder_weights, &config)?;
         Ok(Whisper {
             mel: MelExtractor::new(config.n_mels),
             config,
