@@ -520,11 +520,18 @@ mod tests {
         let mut logits = vec![0.0f32; 21];
         rules().apply(2, &mut logits, &[13, 3]);
         assert!(logits[12] == DISABLED && logits[13] == DISABLED && logits[14] > DISABLED);
-        // after text <t=15>: no text, timestamps ≥ 15 or eot
+        // after text <t=15>: no text, timestamps ≥ 15 or eot (likely enough not to be
+        // overruled by the total timestamp probability)
         let mut logits = vec![0.0f32; 21];
+        logits[10] = 5.0;
         rules().apply(3, &mut logits, &[12, 3, 15]);
         let allowed: Vec<usize> = (0..21).filter(|&i| logits[i] > DISABLED).collect();
         assert_eq!(allowed, vec![10, 15, 16, 17, 18, 19, 20]);
+        // … and when the timestamps together beat every text token, text (eot included) goes.
+        let mut logits = vec![0.0f32; 21];
+        rules().apply(3, &mut logits, &[12, 3, 15]);
+        let allowed: Vec<usize> = (0..21).filter(|&i| logits[i] > DISABLED).collect();
+        assert_eq!(allowed, vec![15, 16, 17, 18, 19, 20]);
         // after a closed pair: text only (timestamps banned)
         let mut logits = vec![0.0f32; 21];
         rules().apply(4, &mut logits, &[12, 3, 15, 15]);
