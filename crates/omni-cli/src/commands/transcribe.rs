@@ -2,6 +2,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
@@ -54,6 +55,10 @@ pub struct TranscribeArgs {
     /// Compute threads (default: the number of physical cores).
     #[arg(long, short = 't', value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: Option<u16>,
+
+    /// Print the model load time and each file's transcription time to stderr.
+    #[arg(long)]
+    pub timings: bool,
 }
 
 /// `--task`.
@@ -117,15 +122,21 @@ pub fn run(args: TranscribeArgs) -> anyhow::Result<()> {
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         bar.set_message(file.display().to_string());
+        let start = Instant::now();
+        let mut load_secs = 0.0;
         let samples = load_mono(file, SAMPLE_RATE)?;
         let model = match &mut model {
             Some(model) => model,
             empty => {
+                let load_start = Instant::now();
                 let dir = omni::models::resolve(&args.model)?;
-                empty.insert(
-                    Whisper::load(&dir)
-                        .with_context(|| format!("cannot load Whisper model `{}`", args.model))?,
-                )
+                let loaded = Whisper::load(&dir)
+                    .with_context(|| format!("cannot load Whisper model `{}`", args.model))?;
+                load_secs = load_start.elapsed().as_secs_f64();
+                if args.timings {
+                    eprintln!("timing: model load {load_secs:.3} s");
+                }
+                empty.insert(loaded)
             }
         };
         let result = transcribe_samples(model, &samples, &opts, &mut |p| {
@@ -135,6 +146,14 @@ pub fn run(args: TranscribeArgs) -> anyhow::Result<()> {
         });
         bar.finish_and_clear();
         let transcript = result?;
+        if args.timings {
+            eprintln!(
+                "timing: {}: {:.2} s of audio in {:.3} s (including decoding the file)",
+                file.display(),
+                transcript.duration,
+                start.elapsed().as_secs_f64() - load_secs
+            );
+        }
         let mut out = stdout.lock();
         let rendered = transcript.render(format);
         if several && format == TranscriptFormat::Text {

@@ -155,11 +155,12 @@ impl TimestampRules {
             }
         }
         if check_timestamp_prob {
-            let log_probs = log_softmax(logits);
-            let max_text = log_probs[..self.begin]
+            // log P(any timestamp) > max log P(text token); the log-softmax normaliser is on
+            // both sides, so compare the logits directly.
+            let max_text = logits[..self.begin]
                 .iter()
                 .fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-            let timestamp = log_sum_exp(&log_probs[self.begin..=self.end]);
+            let timestamp = log_sum_exp(&logits[self.begin..=self.end]);
             if timestamp > max_text {
                 Self::disable(logits, 0..self.begin);
             }
@@ -410,21 +411,15 @@ impl Search<'_> {
         let mut no_speech = 0.0;
         for step in 0..self.max_length {
             let mut rows = self.step(state, &inputs)?;
-            let n_vocab = rows.first().map_or(0, Vec::len);
-            // (score, row, token) candidates over all rows.
-            let mut cands: Vec<(f32, usize, u32)> = Vec::with_capacity(rows.len() * n_vocab);
+            // (score, row, token) candidates: the best of each row, then the best overall.
+            let mut cands: Vec<(f32, usize, u32)> = Vec::with_capacity(rows.len() * n_candidates);
             for (r, logits) in rows.iter_mut().enumerate() {
                 if step == 0 && r == 0 {
                     no_speech = softmax_at(logits, self.no_speech);
                 }
                 self.rules.apply(step, logits, &alive[r]);
                 let log_probs = log_softmax(logits);
-                cands.extend(
-                    log_probs
-                        .iter()
-                        .enumerate()
-                        .map(|(t, &lp)| (lp + beam_scores[r], r, t as u32)),
-                );
+                row_top_k(&log_probs, beam_scores[r], r, n_candidates, &mut cands);
             }
             let top = top_k(cands, n_candidates);
             let is_last = step + 1 == self.max_length;
@@ -478,6 +473,27 @@ impl Search<'_> {
             .unwrap_or((f32::NEG_INFINITY, Vec::new()));
         Ok((best.1, best.0, no_speech))
     }
+}
+
+/// Appends the `k` best `(log_prob + offset, row, token)` of one row to `out`.
+fn row_top_k(
+    log_probs: &[f32],
+    offset: f32,
+    row: usize,
+    k: usize,
+    out: &mut Vec<(f32, usize, u32)>,
+) {
+    // Sorted best first; a new value enters only when it beats the current k-th.
+    let mut best: Vec<(f32, u32)> = Vec::with_capacity(k + 1);
+    for (t, &lp) in log_probs.iter().enumerate() {
+        if best.len() == k && lp <= best[k - 1].0 {
+            continue;
+        }
+        let pos = best.partition_point(|&(v, _)| v >= lp);
+        best.insert(pos, (lp, t as u32));
+        best.truncate(k);
+    }
+    out.extend(best.into_iter().map(|(lp, t)| (lp + offset, row, t)));
 }
 
 /// The `k` best candidates, best first.

@@ -174,7 +174,7 @@ macro_rules! dispatch_m {
 }
 
 /// `out[r·m + i] = ⟨x_i, w_r⟩` for every row `r` of `w`.
-fn dots_f32(x: &[f32], m: usize, w: &[f32], k: usize, out: &mut [f32]) {
+pub(crate) fn dots_f32(x: &[f32], m: usize, w: &[f32], k: usize, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if has_avx2_fma() {
         // SAFETY: the CPU has AVX2 and FMA (checked); the kernel reads within `x` (m·k) and

@@ -86,7 +86,7 @@ fn softmax_rows_impl(data: &mut [f32], width: usize) {
     }
 }
 
-fn softmax_rows(data: &mut [f32], width: usize) {
+pub(crate) fn softmax_rows(data: &mut [f32], width: usize) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU has AVX2 and FMA.
@@ -241,6 +241,73 @@ pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     }
 }
 
+/// Attention of a few query rows to one window's keys and values, streaming each head's
+/// keys and values once (a GEMM would pack them on every decoding step).
+///
+/// # Shapes
+/// `q`: `[b, t, h·dh]` (pre-scaled), `k`, `v`: `[h, s, dh]` → `[b, t, h·dh]`; `None` when the
+/// tensors are not contiguous CPU f32.
+pub fn cross_attend_small(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Option<Tensor>> {
+    let (h, s, dh) = k.dims3()?;
+    let d = h * dh;
+    let m = q.elem_count() / d.max(1);
+    let Some(qs) = with_f32(q, <[f32]>::to_vec) else {
+        return Ok(None);
+    };
+    let out = with_f32(k, |ks| {
+        with_f32(v, |vs| {
+            let per_head: Vec<Vec<f32>> = (0..h)
+                .into_par_iter()
+                .map(|head| {
+                    let kh = &ks[head * s * dh..(head + 1) * s * dh];
+                    let vh = &vs[head * s * dh..(head + 1) * s * dh];
+                    let qh: Vec<f32> = (0..m)
+                        .flat_map(|i| {
+                            qs[i * d + head * dh..i * d + (head + 1) * dh]
+                                .iter()
+                                .copied()
+                        })
+                        .collect();
+                    // scores_t [s, m] → probs [m, s]
+                    let mut scores_t = vec![0f32; s * m];
+                    super::linear::dots_f32(&qh, m, kh, dh, &mut scores_t);
+                    let mut probs = vec![0f32; m * s];
+                    for j in 0..s {
+                        for i in 0..m {
+                            probs[i * s + j] = scores_t[j * m + i];
+                        }
+                    }
+                    softmax_rows(&mut probs, s);
+                    // out [m, dh] = probs · V
+                    let mut out = vec![0f32; m * dh];
+                    for i in 0..m {
+                        let o = &mut out[i * dh..(i + 1) * dh];
+                        for (j, &p) in probs[i * s..(i + 1) * s].iter().enumerate() {
+                            for (a, &b) in o.iter_mut().zip(&vh[j * dh..(j + 1) * dh]) {
+                                *a += p * b;
+                            }
+                        }
+                    }
+                    out
+                })
+                .collect();
+            let mut y = vec![0f32; m * d];
+            for (head, out) in per_head.iter().enumerate() {
+                for i in 0..m {
+                    y[i * d + head * dh..i * d + (head + 1) * dh]
+                        .copy_from_slice(&out[i * dh..(i + 1) * dh]);
+                }
+            }
+            y
+        })
+    })
+    .flatten();
+    match out {
+        Some(y) => Ok(Some(Tensor::from_vec(y, q.shape(), &Device::Cpu)?)),
+        None => Ok(None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,6 +333,33 @@ mod tests {
             .max_all()
             .unwrap();
         assert!(diff.to_scalar::<f32>().unwrap() < 2e-6);
+    }
+
+    #[test]
+    fn cross_attention_kernel_matches_matmuls() {
+        let dev = Device::Cpu;
+        let (h, s, dh, b) = (6, 1500, 64, 5);
+        let q = Tensor::randn(0f32, 0.3, (b, 1, h * dh), &dev).unwrap();
+        let k = Tensor::randn(0f32, 1.0, (h, s, dh), &dev).unwrap();
+        let v = Tensor::randn(0f32, 1.0, (h, s, dh), &dev).unwrap();
+        let fast = cross_attend_small(&q, &k, &v).unwrap().unwrap();
+        let qh = q
+            .reshape((b, h, dh))
+            .unwrap()
+            .transpose(0, 1)
+            .unwrap()
+            .contiguous()
+            .unwrap();
+        let p = candle_nn::ops::softmax_last_dim(&qh.matmul(&k.t().unwrap()).unwrap()).unwrap();
+        let slow = p
+            .matmul(&v)
+            .unwrap()
+            .transpose(0, 1)
+            .unwrap()
+            .reshape((b, 1, h * dh))
+            .unwrap();
+        let diff = (fast - slow).unwrap().abs().unwrap().max_all().unwrap();
+        assert!(diff.to_scalar::<f32>().unwrap() < 1e-5);
     }
 
     #[test]

@@ -183,6 +183,10 @@ impl Whisper {
         let tok = &self.tokenizer;
         let multilingual = self.config.is_multilingual();
         let (language, language_probability) = match (&opts.language, multilingual) {
+            (Some(code), false) if code != "en" => {
+                tracing::warn!("the model is English-only; transcribing as `en`, not `{code}`");
+                ("en".to_string(), 1.0)
+            }
             (_, false) => ("en".to_string(), 1.0),
             (Some(code), true) => {
                 if tok.language_token(code).is_none() {
