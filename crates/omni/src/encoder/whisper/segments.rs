@@ -236,11 +236,9 @@ impl Whisper {
         let max_length = 448usize.min(self.config.n_text_ctx);
 
         let n_frames = self.config.n_frames();
-        let frames_per_second = (SAMPLE_RATE as usize / HOP_LENGTH) as f64;
         let time_per_frame = HOP_LENGTH as f64 / SAMPLE_RATE as f64;
         let content_frames = mel.content_frames();
         let content_duration = content_frames as f64 * time_per_frame;
-        let _ = frames_per_second;
 
         let mut all_tokens: Vec<u32> = Vec::new();
         let mut prompt_reset_since = 0usize;
