@@ -14,6 +14,7 @@
 
 pub mod encoder;
 pub mod error;
+pub mod formats;
 pub mod llm;
 pub mod modality;
 pub mod models;

@@ -3,6 +3,7 @@
 mod chat;
 mod generate;
 mod models;
+mod transcribe;
 
 use clap::{Parser, Subcommand};
 
@@ -23,6 +24,8 @@ pub enum Command {
     /// List, fetch, inspect and remove models in the local cache.
     #[command(subcommand)]
     Models(models::ModelsCommand),
+    /// Transcribe speech in audio files with Whisper.
+    Transcribe(transcribe::TranscribeArgs),
 }
 
 /// Runs the parsed command.
@@ -31,5 +34,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Generate(args) => generate::run(args),
         Command::Chat(args) => chat::run(args),
         Command::Models(command) => models::run(command),
+        Command::Transcribe(args) => transcribe::run(args),
     }
 }

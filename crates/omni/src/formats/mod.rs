@@ -1,0 +1,3 @@
+//! Readers for weight-file formats that are not tied to one model family.
+
+pub mod ct2;
