@@ -1,7 +1,11 @@
 //! `omni generate` and `omni chat` end to end: streaming output, JSON, stats, piped chat,
 //! and one-line errors (exit code 1, no panic) for bad model files and prompts.
 //!
-//! Tests that need SmolLM2-135M-Instruct print a message and pass when it is absent.
+//! Tests that need SmolLM2-135M-Instruct skip when it is absent, or fail under
+//! `OMNI_REQUIRE_MODELS=1` (CI).
+
+#[path = "../../omni/tests/common/mod.rs"]
+mod common;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -12,16 +16,7 @@ fn omni() -> Command {
 }
 
 fn have_smollm2() -> bool {
-    let home = std::env::var_os("OMNI_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/omni")
-        });
-    let dir = home.join("models/smollm2-135m-instruct");
-    if !dir.is_dir() {
-        eprintln!("skipping: {} is absent", dir.display());
-    }
-    dir.is_dir()
+    common::model_dir("smollm2-135m-instruct", "").is_some()
 }
 
 fn stdout(o: &Output) -> String {

@@ -1,9 +1,12 @@
 //! `omni transcribe`: formats, options and clear one-line errors on bad input.
 
+#[path = "../../omni/tests/common/mod.rs"]
+mod common;
+
+use common::temp_dir;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const CLIPS: &str = "/usr/share/pocketsphinx/test/data/librivox";
 const CLIP: &str = "sense_and_sensibility_01_austen_64kb-0930.wav";
 
 fn omni(args: &[&str]) -> Output {
@@ -11,12 +14,6 @@ fn omni(args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("run omni")
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("omni-cli-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// A valid 16-bit mono wav of a 440 Hz tone.
@@ -159,29 +156,15 @@ fn wrong_and_truncated_model() {
 }
 
 fn dirs_model(name: &str) -> Option<PathBuf> {
-    let home = std::env::var_os("OMNI_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/omni")
-        });
-    let dir = home.join("models").join(name);
-    if dir.join("model.bin").exists() {
-        Some(dir)
-    } else {
-        eprintln!("SKIP: {name} is not in {}", dir.display());
-        None
-    }
+    common::model_dir(name, "model.bin")
 }
 
 fn clip() -> Option<String> {
-    let path = Path::new(CLIPS).join(CLIP);
+    let path = Path::new(common::LIBRIVOX).join(CLIP);
     if path.exists() {
         Some(path.to_string_lossy().into_owned())
     } else {
-        eprintln!(
-            "SKIP: {} is missing (pocketsphinx-testdata)",
-            path.display()
-        );
+        common::absent(&format!("{} (pocketsphinx-testdata)", path.display()));
         None
     }
 }
@@ -235,7 +218,7 @@ fn several_files_and_base_model() {
     let (Some(clip), Some(_)) = (clip(), dirs_model("whisper-base")) else {
         return;
     };
-    let other = Path::new(CLIPS).join("sense_and_sensibility_01_austen_64kb-0880.wav");
+    let other = Path::new(common::LIBRIVOX).join("sense_and_sensibility_01_austen_64kb-0880.wav");
     let out = omni(&[
         "transcribe",
         &clip,

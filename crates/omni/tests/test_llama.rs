@@ -3,7 +3,10 @@
 //! (fixtures made by `scripts/make_llm_fixtures.py` with llama-cpp-python). Also the
 //! Qwen2 family (Qwen2.5-Coder-0.5B-Instruct Q4_K_M) when present, and bad inputs.
 //!
-//! Tests that need weights print a message and pass when the model is absent.
+//! Tests that need weights skip when the model is absent, or fail under
+//! `OMNI_REQUIRE_MODELS=1` (CI). `.ci/run` pulls Qwen2.5 besides the defaults.
+
+mod common;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -21,11 +24,11 @@ const SMOLLM2: &str = "smollm2-135m-instruct";
 const QWEN2: &str = "qwen2.5-coder-0.5b-instruct";
 
 fn load(name: &str) -> Option<Llm> {
-    let Ok(path) = omni::models::resolve(name) else {
-        eprintln!(
-            "skipping: model `{name}` is not in the omni cache ({})",
+    let Ok(Some(path)) = omni::models::resolve_cached(name) else {
+        common::absent(&format!(
+            "model {name} ({})",
             omni::models::cached_dir(name).display()
-        );
+        ));
         return None;
     };
     Some(Llm::load(&path, &LoadOptions::default()).expect("the cached model loads"))

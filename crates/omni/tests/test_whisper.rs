@@ -2,48 +2,27 @@
 //!
 //! Fixtures come from `scripts/make_whisper_fixtures.py` (fixtures/whisper/). Audio: the five
 //! LibriVox clips of Debian's `pocketsphinx-testdata`; models: `whisper-tiny.en` and
-//! `whisper-base` in the omni cache. Tests that need one of them say so and skip when absent.
+//! `whisper-base` in the omni cache. Tests that need one of them skip when it is absent,
+//! or fail under `OMNI_REQUIRE_MODELS=1` (CI).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+mod common;
+
+use common::{librivox_clips as clips, temp_dir, tool};
 use omni::encoder::whisper::{Segment, TranscribeOptions, Whisper};
 use omni::modality::audio::{MelExtractor, SAMPLE_RATE, decode_file, load_mono};
 use omni::tasks::transcribe::transcribe_file;
 use serde_json::Value;
 
-const CLIPS: &str = "/usr/share/pocketsphinx/test/data/librivox";
-
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/whisper")
-}
-
-fn clips() -> Option<Vec<PathBuf>> {
-    let mut clips: Vec<PathBuf> = std::fs::read_dir(CLIPS)
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "wav"))
-        .collect();
-    clips.sort();
-    if clips.len() != 5 {
-        eprintln!(
-            "SKIP: the LibriVox clips are not in {CLIPS} (apt-get install pocketsphinx-testdata)"
-        );
-        return None;
-    }
-    Some(clips)
+    common::fixtures().join("whisper")
 }
 
 fn load(name: &str) -> Option<Whisper> {
-    let dir = omni::models::cached_dir(name);
-    if !dir.join("model.bin").exists() {
-        eprintln!(
-            "SKIP: model {name} is not in {} (fetch it first)",
-            dir.display()
-        );
-        return None;
-    }
+    let dir = common::model_dir(name, "model.bin")?;
     Some(Whisper::load(&dir).expect("load model"))
 }
 
@@ -110,7 +89,7 @@ fn edit_distance(a: &[String], b: &[String]) -> usize {
 
 /// Reference transcripts of the clips (the `transcription` file), by clip stem.
 fn references() -> Vec<(String, String)> {
-    let text = std::fs::read_to_string(Path::new(CLIPS).join("transcription")).unwrap();
+    let text = std::fs::read_to_string(Path::new(common::LIBRIVOX).join("transcription")).unwrap();
     text.lines()
         .filter_map(|line| {
             let (words, id) = line.rsplit_once(" (")?;
@@ -436,20 +415,6 @@ fn encoder_batch_equals_items() {
     }
 }
 
-fn tool(name: &str) -> bool {
-    let ok = Command::new(name).arg("--version").output().is_ok();
-    if !ok {
-        eprintln!("SKIP: `{name}` is not installed");
-    }
-    ok
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("omni-whisper-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 #[test]
 fn resamples_44k_stereo_from_sox() {
     let (Some(clips), Some(model)) = (clips(), model("whisper-tiny.en")) else {
@@ -484,29 +449,15 @@ fn decodes_flac_ogg_mp3() {
     let wav = load_mono(&clips[1], SAMPLE_RATE).unwrap();
     let mut made = Vec::new();
     if tool("sox") {
-        for ext in ["flac", "ogg"] {
+        // mp3 needs sox's mp3 handler (Debian: libsox-fmt-mp3).
+        for ext in ["flac", "ogg", "mp3"] {
             let out = dir.join(format!("clip.{ext}"));
-            if Command::new("sox")
-                .arg(&clips[1])
-                .arg(&out)
-                .status()
-                .unwrap()
-                .success()
-            {
-                made.push(out);
-            }
-        }
-    }
-    if tool("ffmpeg") {
-        let out = dir.join("clip.mp3");
-        let ok = Command::new("ffmpeg")
-            .args(["-loglevel", "error", "-y", "-i"])
-            .arg(&clips[1])
-            .arg(&out)
-            .status()
-            .unwrap()
-            .success();
-        if ok {
+            let status = Command::new("sox").arg(&clips[1]).arg(&out).status();
+            assert!(
+                status.is_ok_and(|s| s.success()),
+                "sox could not write {}",
+                out.display()
+            );
             made.push(out);
         }
     }
@@ -640,6 +591,6 @@ fn bad_model_is_a_clear_error() {
             );
         }
     } else {
-        eprintln!("SKIP: truncated real model (whisper-tiny.en absent)");
+        common::absent("model whisper-tiny.en (for the truncated-model case)");
     }
 }

@@ -1,5 +1,6 @@
 //! Argument structs and the command each one runs.
 
+mod ask;
 mod chat;
 mod generate;
 mod models;
@@ -26,6 +27,8 @@ pub enum Command {
     Models(models::ModelsCommand),
     /// Transcribe speech in audio files with Whisper.
     Transcribe(transcribe::TranscribeArgs),
+    /// Answer a question about a recording: transcribe it, then ask a language model.
+    Ask(ask::AskArgs),
 }
 
 /// Runs the parsed command.
@@ -35,5 +38,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Chat(args) => chat::run(args),
         Command::Models(command) => models::run(command),
         Command::Transcribe(args) => transcribe::run(args),
+        Command::Ask(args) => ask::run(args),
     }
 }

@@ -214,7 +214,7 @@ impl Store {
 
     /// Resolves a model to a file or directory: an existing local path; else the cached copy
     /// of a catalogue model (or hub repo); else a fetch into the cache; else
-    /// [`Error::UnknownModel`].
+    /// [`Error::UnknownModel`] (or a missing-file error when the name is a path).
     pub fn resolve(&self, name_or_path: &str) -> Result<PathBuf> {
         let path = Path::new(name_or_path);
         if path.exists() {
@@ -233,9 +233,7 @@ impl Store {
                 return Ok(dir);
             }
         }
-        Err(Error::UnknownModel {
-            name: name_or_path.to_string(),
-        })
+        Err(not_found(name_or_path))
     }
 
     /// Like [`Store::resolve`] but never fetches: `Ok(None)` when the model would need a fetch.
@@ -254,9 +252,7 @@ impl Store {
         if is_plain_name(name_or_path) && self.model_dir(name_or_path).is_dir() {
             return Ok(Some(self.model_dir(name_or_path)));
         }
-        Err(Error::UnknownModel {
-            name: name_or_path.to_string(),
-        })
+        Err(not_found(name_or_path))
     }
 
     /// What the cache holds of catalogue model `name`.
@@ -531,6 +527,20 @@ impl Store {
 }
 
 /// A name that can only mean a directory directly under `models/`.
+/// The error for a model that is nowhere: a missing file when the name is a path.
+fn not_found(name_or_path: &str) -> Error {
+    if is_plain_name(name_or_path) {
+        Error::UnknownModel {
+            name: name_or_path.to_string(),
+        }
+    } else {
+        Error::io(
+            name_or_path,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
+        )
+    }
+}
+
 fn is_plain_name(name: &str) -> bool {
     !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\\']) && name != ".."
 }

@@ -1,5 +1,7 @@
-//! Tasks compose the stages into jobs people run: chat, generation, transcription.
+//! Tasks compose the stages into jobs people run: chat, generation, transcription,
+//! questions about recordings.
 
+pub mod ask;
 pub mod chat;
 pub mod generate;
 pub mod transcribe;

@@ -1,0 +1,109 @@
+//! `omni ask --audio FILE QUESTION`: transcribe a recording, then answer a question about it
+//! with a chat model.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use omni::encoder::whisper::Whisper;
+use omni::llm::{GenerateOptions, SamplingParams};
+use omni::tasks::ask::answer_from_transcript;
+use omni::tasks::transcribe::{TranscribeOptions, transcribe_file};
+
+use super::generate::ModelArgs;
+use super::transcribe::{set_threads, tune_allocator};
+
+/// Arguments of `omni ask`.
+#[derive(Debug, Args)]
+pub struct AskArgs {
+    /// The question.
+    #[arg(value_name = "QUESTION")]
+    pub question: String,
+    /// A recording to ask about (wav, flac, mp3, ogg).
+    #[arg(long, value_name = "FILE")]
+    pub audio: PathBuf,
+    /// Whisper model that transcribes the recording.
+    #[arg(long, default_value = "whisper-tiny.en")]
+    pub whisper: String,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Most tokens in the answer.
+    #[arg(long, short = 'n', default_value_t = 200)]
+    pub max_tokens: usize,
+    /// Sampling temperature; 0 (the default) always picks the most likely token.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    /// Random seed, for reproducible sampling.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Print one JSON object (question, transcript, answer, timings) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `omni ask`.
+pub fn run(args: AskArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(!args.question.trim().is_empty(), "the question is empty");
+    if let Some(threads) = args.model.threads {
+        anyhow::ensure!(threads > 0, "--threads must be at least 1");
+        set_threads(threads.min(u16::MAX as usize) as u16);
+    }
+    tune_allocator();
+    let sampling = SamplingParams {
+        temperature: args.temperature,
+        seed: args.seed,
+        ..SamplingParams::default()
+    };
+    sampling.validate()?;
+    let options = GenerateOptions {
+        max_tokens: args.max_tokens,
+        sampling,
+        ..GenerateOptions::default()
+    };
+
+    let whisper_dir = omni::models::resolve(&args.whisper)?;
+    let whisper = Whisper::load(&whisper_dir)
+        .with_context(|| format!("cannot load Whisper model `{}`", args.whisper))?;
+    let bar = ProgressBar::new(1000);
+    bar.set_style(
+        ProgressStyle::with_template("transcribing {msg} [{bar:30}] {percent}%")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(args.audio.display().to_string());
+    let transcribe_options = TranscribeOptions {
+        beam_size: 5,
+        ..TranscribeOptions::default()
+    };
+    let transcript = transcribe_file(&whisper, &args.audio, &transcribe_options, &mut |p| {
+        if p.total > 0.0 {
+            bar.set_position((1000.0 * p.done / p.total) as u64);
+        }
+    });
+    bar.finish_and_clear();
+    let transcript = transcript?;
+    drop(whisper);
+
+    let llm = args.model.load()?;
+    let mut stdout = std::io::stdout().lock();
+    if !args.json {
+        writeln!(stdout, "Transcript: {}", transcript.text)?;
+        write!(stdout, "Answer: ")?;
+        stdout.flush()?;
+    }
+    let streaming = !args.json;
+    let answer = answer_from_transcript(&llm, transcript, &args.question, &options, &mut |text| {
+        !streaming
+            || stdout
+                .write_all(text.as_bytes())
+                .and_then(|()| stdout.flush())
+                .is_ok()
+    })
+    .with_context(|| format!("cannot answer from {}", args.audio.display()))?;
+    if args.json {
+        serde_json::to_writer(&mut stdout, &answer)?;
+    }
+    writeln!(stdout)?;
+    Ok(())
+}

@@ -1,0 +1,74 @@
+//! What the integration tests share: where the real models and clips are, and what to do
+//! when one is absent. Locally a test without its model says so and passes; in CI
+//! (`OMNI_REQUIRE_MODELS=1`, set by `.ci/run`) an absent model or clip fails the test.
+
+#![allow(dead_code)] // each test binary uses its own part of this module
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The five LibriVox clips of Debian's `pocketsphinx-testdata`.
+pub const LIBRIVOX: &str = "/usr/share/pocketsphinx/test/data/librivox";
+
+/// Reports that `what` is absent: panics under `OMNI_REQUIRE_MODELS=1`, else prints SKIP.
+pub fn absent(what: &str) {
+    let required = std::env::var("OMNI_REQUIRE_MODELS").is_ok_and(|v| v == "1");
+    assert!(!required, "{what} is absent and OMNI_REQUIRE_MODELS=1");
+    eprintln!("SKIP: {what} is absent");
+}
+
+/// The cache directory of model `name` if it has been fetched (holding `marker`).
+pub fn model_dir(name: &str, marker: &str) -> Option<PathBuf> {
+    let home = std::env::var_os("OMNI_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/omni")
+        });
+    let dir = home.join("models").join(name);
+    if dir.join(marker).exists() {
+        Some(dir)
+    } else {
+        absent(&format!("model {name} ({})", dir.display()));
+        None
+    }
+}
+
+/// The LibriVox clips, sorted by name, when all five are installed.
+pub fn librivox_clips() -> Option<Vec<PathBuf>> {
+    let mut clips: Vec<PathBuf> = std::fs::read_dir(LIBRIVOX)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "wav"))
+        .collect();
+    clips.sort();
+    if clips.len() == 5 {
+        Some(clips)
+    } else {
+        absent(&format!(
+            "the LibriVox clips in {LIBRIVOX} (apt-get install pocketsphinx-testdata)"
+        ));
+        None
+    }
+}
+
+/// Whether the command-line tool `name` runs (sox writes the flac/ogg/mp3 test files).
+pub fn tool(name: &str) -> bool {
+    let ok = Command::new(name).arg("--version").output().is_ok();
+    if !ok {
+        absent(&format!("the `{name}` tool"));
+    }
+    ok
+}
+
+/// A fresh scratch directory for one test.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("omni-test-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The repository's `fixtures/` directory.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
+}
