@@ -10,7 +10,8 @@
 //! ```
 //!
 //! `tasks/` composes the stages into user-facing jobs (chat, transcription),
-//! and `models/` finds, fetches and verifies the weight files they load.
+//! `train/` trains the alignment parts, and `models/` finds, fetches and verifies the
+//! weight files they load.
 
 pub mod encoder;
 pub mod error;
@@ -20,5 +21,6 @@ pub mod modality;
 pub mod models;
 pub mod projector;
 pub mod tasks;
+pub mod train;
 
 pub use error::{Error, Result};

@@ -1,4 +1,11 @@
-//! Stage 3, input projectors: encoder features → tokens in the LLM's embedding space.
+//! Stage 3, input projectors: encoder features → vectors in another model's space (the
+//! LLM's embedding space, or a shared image–text space).
 //!
-//! Linear, MLP and resampler projectors arrive with the multimodal-LLM work; this
-//! folder is where they live.
+//! A projector is the small trained part of an aligned model (seeds 001, 004: ~2% of the
+//! parameters). Its config is saved next to its weights, so a checkpoint says what it is.
+
+mod config;
+mod mlp;
+
+pub use config::{ProjectorConfig, ProjectorKind};
+pub use mlp::Projector;

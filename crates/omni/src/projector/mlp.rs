@@ -1,0 +1,102 @@
+//! Linear and MLP projectors, with LLaVA's weight names (`weight`/`bias` for `linear`;
+//! `0.*` and `2.*` for the `nn.Sequential(Linear, GELU, Linear)` of `mlp2x_gelu`), so
+//! LLaVA-family projector checkpoints load as they are.
+//!
+//! Reference: Liu et al., "Visual Instruction Tuning" (2023) and "Improved Baselines with
+//! Visual Instruction Tuning" (2024); haotian-liu/LLaVA `llava/model/multimodal_projector`.
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{Linear, VarBuilder};
+
+use super::{ProjectorConfig, ProjectorKind};
+use crate::{Error, Result};
+
+/// A projector, built from a [`VarBuilder`] (fresh variables for training, or a
+/// safetensors file for inference: the same code either way).
+#[derive(Debug, Clone)]
+pub struct Projector {
+    config: ProjectorConfig,
+    layers: Layers,
+}
+
+#[derive(Debug, Clone)]
+enum Layers {
+    Linear(Linear),
+    Mlp(Linear, Linear),
+}
+
+impl Projector {
+    /// Builds the projector's layers under `vb` (initialised like PyTorch's `nn.Linear`
+    /// when `vb` creates variables).
+    pub fn new(config: ProjectorConfig, vb: VarBuilder) -> Result<Self> {
+        config.validate()?;
+        let layers = match config.kind {
+            ProjectorKind::Linear => {
+                Layers::Linear(candle_nn::linear(config.input_dim, config.output_dim, vb)?)
+            }
+            ProjectorKind::Mlp2xGelu => Layers::Mlp(
+                candle_nn::linear(config.input_dim, config.hidden(), vb.pp("0"))?,
+                candle_nn::linear(config.hidden(), config.output_dim, vb.pp("2"))?,
+            ),
+        };
+        Ok(Self { config, layers })
+    }
+
+    /// Loads `projector.json` and `model.safetensors` from a checkpoint directory.
+    pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        let config = ProjectorConfig::load(&dir.join("projector.json"))?;
+        let weights = dir.join("model.safetensors");
+        if !weights.is_file() {
+            return Err(Error::model_file(&weights, "missing projector weights"));
+        }
+        // SAFETY: the file is mapped read-only and not modified while mapped.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, device) }
+            .map_err(|e| Error::model_file(&weights, e.to_string()))?;
+        Self::new(config, vb).map_err(|e| Error::model_file(&weights, e.to_string()))
+    }
+
+    /// Its shape.
+    pub fn config(&self) -> &ProjectorConfig {
+        &self.config
+    }
+
+    /// Projects features.
+    ///
+    /// # Shapes
+    /// `x`: (…, input_dim) → (…, output_dim)
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(match &self.layers {
+            Layers::Linear(l) => l.forward(x)?,
+            Layers::Mlp(a, b) => b.forward(&a.forward(x)?.gelu_erf()?)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_nn::VarMap;
+
+    use super::*;
+
+    #[test]
+    fn shapes_and_names() {
+        let map = VarMap::new();
+        let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
+        let config = ProjectorConfig {
+            kind: ProjectorKind::Mlp2xGelu,
+            input_dim: 6,
+            output_dim: 4,
+            hidden_dim: Some(5),
+        };
+        let p = Projector::new(config, vb).unwrap();
+        let y = p
+            .forward(&Tensor::ones((2, 3, 6), DType::F32, &Device::Cpu).unwrap())
+            .unwrap();
+        assert_eq!(y.dims(), &[2, 3, 4]);
+        let mut names: Vec<String> = map.data().lock().unwrap().keys().cloned().collect();
+        names.sort();
+        assert_eq!(names, ["0.bias", "0.weight", "2.bias", "2.weight"]);
+    }
+}

@@ -1,0 +1,12 @@
+//! Training the alignment parts (projectors, temperatures) in Rust, encoders frozen:
+//! the optimizer, the learning-rate schedule, the contrastive loss, resumable
+//! checkpoints and the datasets that ship on this kind of machine.
+
+pub mod checkpoint;
+pub mod contrastive;
+pub mod datasets;
+pub mod optim;
+
+pub use checkpoint::Checkpoints;
+pub use contrastive::info_nce;
+pub use optim::{AdamW, AdamWConfig, LrSchedule, grad_norm};
