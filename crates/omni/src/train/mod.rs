@@ -2,6 +2,7 @@
 //! the optimizer, the learning-rate schedule, the contrastive loss, resumable
 //! checkpoints and the datasets that ship on this kind of machine.
 
+pub mod align;
 pub mod checkpoint;
 pub mod contrastive;
 pub mod datasets;
