@@ -5,7 +5,9 @@
 //! parameters). Its config is saved next to its weights, so a checkpoint says what it is.
 
 mod config;
+mod conse;
 mod mlp;
 
 pub use config::{ProjectorConfig, ProjectorKind};
+pub use conse::Conse;
 pub use mlp::Projector;
