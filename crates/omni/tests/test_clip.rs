@@ -78,7 +78,6 @@ fn text_parity(family: &str) {
     let tok = match m {
         ImageTextModel::Clip(c) => c.tokenizer(),
         ImageTextModel::Siglip(s) => s.tokenizer(),
-        _ => unreachable!(),
     };
     let batch = tok.encode(&refs).unwrap();
     for (i, want) in r["input_ids"].as_array().unwrap().iter().enumerate() {
@@ -163,4 +162,70 @@ fn siglip_text_matches_transformers() {
 #[test]
 fn siglip_image_matches_transformers() {
     image_parity("siglip");
+}
+
+// ---- model directories that do not hold together: one clear error ----
+
+/// A copy of the tiny CLIP directory with `edit` applied to its config.json.
+fn edited_clip(tag: &str, edit: impl FnOnce(&mut Value)) -> PathBuf {
+    let src = model_dir("clip");
+    let dir = common::temp_dir(&format!("clip-{tag}"));
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "preprocessor_config.json",
+    ] {
+        std::fs::copy(src.join(f), dir.join(f)).unwrap();
+    }
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    edit(&mut config);
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    dir
+}
+
+fn load_error(dir: &Path) -> String {
+    let err = ImageTextModel::load(dir, &Device::Cpu).expect_err("must be refused");
+    err.to_string()
+}
+
+#[test]
+fn tokenizer_larger_than_the_vocabulary_is_refused() {
+    let dir = edited_clip("vocab", |c| c["text_config"]["vocab_size"] = 100.into());
+    let msg = load_error(&dir);
+    assert!(msg.contains("tokenizer.json"), "{msg}");
+    assert!(msg.contains("vocab_size is 100"), "{msg}");
+}
+
+#[test]
+fn dims_that_do_not_match_the_weights_are_refused() {
+    let dir = edited_clip("dims", |c| c["vision_config"]["hidden_size"] = 64.into());
+    let msg = load_error(&dir);
+    assert!(msg.contains("model.safetensors"), "{msg}");
+    assert!(msg.contains("shape mismatch"), "{msg}");
+
+    let dir = edited_clip("proj", |c| c["projection_dim"] = 16.into());
+    let msg = load_error(&dir);
+    assert!(msg.contains("projection"), "{msg}");
+}
+
+#[test]
+fn preprocessing_that_does_not_fit_the_tower_is_refused() {
+    let dir = edited_clip("size", |c| c["vision_config"]["image_size"] = 33.into());
+    let msg = load_error(&dir);
+    assert!(msg.contains("preprocessor_config.json"), "{msg}");
+    assert!(msg.contains("33×33"), "{msg}");
+}
+
+#[test]
+fn unknown_families_and_missing_files_are_refused() {
+    let dir = edited_clip("family", |c| c["model_type"] = "blip".into());
+    let msg = load_error(&dir);
+    assert!(msg.contains("unsupported architecture `blip`"), "{msg}");
+
+    let dir = edited_clip("no-tokenizer", |_| {});
+    std::fs::remove_file(dir.join("tokenizer.json")).unwrap();
+    let msg = load_error(&dir);
+    assert!(msg.contains("tokenizer.json"), "{msg}");
 }
