@@ -72,3 +72,30 @@ pub fn temp_dir(tag: &str) -> PathBuf {
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
 }
+
+/// scikit-image's bundled photos (`skimage/data/`, scikit-image 0.26.0): `$OMNI_SKIMAGE_DATA`,
+/// else `$OMNI_HOME/data/skimage` (or `~/.cache/omni/data/skimage`), else a Debian or venv
+/// install. CI unpacks them from the PyPI wheel (see `.ci/run`).
+pub fn skimage_data() -> Option<PathBuf> {
+    let home = std::env::var_os("OMNI_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/omni")
+        });
+    let candidates = [
+        std::env::var_os("OMNI_SKIMAGE_DATA").map(PathBuf::from),
+        Some(home.join("data/skimage")),
+        Some(PathBuf::from("/usr/lib/python3/dist-packages/skimage/data")),
+        Some(PathBuf::from(
+            "/work/peers/lib/python3.11/site-packages/skimage/data",
+        )),
+    ];
+    let found = candidates
+        .into_iter()
+        .flatten()
+        .find(|d| d.join("astronaut.png").exists() && d.join("rocket.jpg").exists());
+    if found.is_none() {
+        absent("the scikit-image photos (set OMNI_SKIMAGE_DATA to a skimage/data directory)");
+    }
+    found
+}

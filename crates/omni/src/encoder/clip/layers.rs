@@ -1,0 +1,210 @@
+//! The pre-LayerNorm transformer encoder that CLIP's and SigLIP's towers share
+//! (transformers' `CLIPEncoder` / `SiglipEncoder`: identical module trees and key names,
+//! `encoder.layers.{i}.{layer_norm1, self_attn.{q,k,v,out}_proj, layer_norm2, mlp.fc{1,2}}`).
+//!
+//! Reference: Vaswani et al. 2017 (attention), Radford et al. 2021 (CLIP, pre-LN ViT);
+//! transformers `models/clip/modeling_clip.py`.
+
+use candle_core::{D, DType, Module, Result, Tensor};
+use candle_nn::{LayerNorm, Linear, VarBuilder, layer_norm, linear};
+use serde::Deserialize;
+
+/// The MLP nonlinearity, by its transformers name (`hidden_act`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+pub enum Activation {
+    /// `x * sigmoid(1.702 x)` (OpenAI CLIP).
+    #[default]
+    #[serde(rename = "quick_gelu")]
+    QuickGelu,
+    /// The exact, erf-based GELU.
+    #[serde(rename = "gelu")]
+    Gelu,
+    /// The tanh approximation of GELU (SigLIP).
+    #[serde(alias = "gelu_pytorch_tanh", alias = "gelu_new", rename = "gelu_fast")]
+    GeluTanh,
+}
+
+impl Activation {
+    pub fn apply(self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Activation::QuickGelu => x * candle_nn::ops::sigmoid(&(x * 1.702)?)?,
+            Activation::Gelu => x.gelu_erf(),
+            Activation::GeluTanh => x.gelu(),
+        }
+    }
+}
+
+/// Sizes of one tower's encoder.
+#[derive(Debug, Clone, Copy)]
+pub struct EncoderDims {
+    pub hidden: usize,
+    pub intermediate: usize,
+    pub heads: usize,
+    pub layers: usize,
+    pub eps: f64,
+    pub act: Activation,
+}
+
+/// Multi-head self-attention with separate q/k/v projections.
+#[derive(Debug, Clone)]
+pub struct Attention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    out: Linear,
+    heads: usize,
+}
+
+impl Attention {
+    fn new(d: &EncoderDims, vb: VarBuilder) -> Result<Self> {
+        if d.heads == 0 || d.hidden % d.heads != 0 {
+            candle_core::bail!(
+                "hidden size {} is not divisible by {} attention heads",
+                d.hidden,
+                d.heads
+            );
+        }
+        Ok(Self {
+            q: linear(d.hidden, d.hidden, vb.pp("q_proj"))?,
+            k: linear(d.hidden, d.hidden, vb.pp("k_proj"))?,
+            v: linear(d.hidden, d.hidden, vb.pp("v_proj"))?,
+            out: linear(d.hidden, d.hidden, vb.pp("out_proj"))?,
+            heads: d.heads,
+        })
+    }
+
+    /// # Shapes
+    /// `x`: (N, L, D); `mask`: additive, broadcastable to (N, heads, L, L). Returns (N, L, D).
+    fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let q = self.q.forward(x)?;
+        let k = self.k.forward(x)?;
+        let v = self.v.forward(x)?;
+        let y = attend(&q, &k, &v, self.heads, mask)?;
+        self.out.forward(&y)
+    }
+}
+
+/// Scaled dot-product attention over already projected `q` (N, Lq, D), `k`, `v` (N, Lk, D)
+/// split into `heads` heads. Returns (N, Lq, D) before the output projection.
+pub fn attend(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    heads: usize,
+    mask: Option<&Tensor>,
+) -> Result<Tensor> {
+    let (n, lq, d) = q.dims3()?;
+    let lk = k.dim(1)?;
+    let hd = d / heads;
+    let split = |t: &Tensor, l: usize| t.reshape((n, l, heads, hd))?.transpose(1, 2)?.contiguous();
+    let q = (split(q, lq)? * (hd as f64).powf(-0.5))?;
+    let k = split(k, lk)?;
+    let v = split(v, lk)?;
+    let mut scores = q.matmul(&k.t()?)?;
+    if let Some(mask) = mask {
+        scores = scores.broadcast_add(mask)?;
+    }
+    let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+    probs.matmul(&v)?.transpose(1, 2)?.reshape((n, lq, d))
+}
+
+/// fc1 → activation → fc2.
+#[derive(Debug, Clone)]
+pub struct Mlp {
+    fc1: Linear,
+    fc2: Linear,
+    act: Activation,
+}
+
+impl Mlp {
+    pub fn new(d: &EncoderDims, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            fc1: linear(d.hidden, d.intermediate, vb.pp("fc1"))?,
+            fc2: linear(d.intermediate, d.hidden, vb.pp("fc2"))?,
+            act: d.act,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.fc2.forward(&self.act.apply(&self.fc1.forward(x)?)?)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct EncoderLayer {
+    norm1: LayerNorm,
+    attn: Attention,
+    norm2: LayerNorm,
+    mlp: Mlp,
+}
+
+impl EncoderLayer {
+    fn new(d: &EncoderDims, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            norm1: layer_norm(d.hidden, d.eps, vb.pp("layer_norm1"))?,
+            attn: Attention::new(d, vb.pp("self_attn"))?,
+            norm2: layer_norm(d.hidden, d.eps, vb.pp("layer_norm2"))?,
+            mlp: Mlp::new(d, vb.pp("mlp"))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let x = (x + self.attn.forward(&self.norm1.forward(x)?, mask)?)?;
+        &x + self.mlp.forward(&self.norm2.forward(&x)?)?
+    }
+}
+
+/// `encoder.layers.*`: a stack of pre-LN transformer layers.
+#[derive(Debug, Clone)]
+pub struct Encoder {
+    layers: Vec<EncoderLayer>,
+}
+
+impl Encoder {
+    pub fn new(d: &EncoderDims, vb: VarBuilder) -> Result<Self> {
+        let vb = vb.pp("layers");
+        let layers = (0..d.layers)
+            .map(|i| EncoderLayer::new(d, vb.pp(i)))
+            .collect::<Result<_>>()?;
+        Ok(Self { layers })
+    }
+
+    /// # Shapes
+    /// `x`: (N, L, D); `mask`: additive (N, 1, L, L) or (1, 1, L, L). Returns (N, L, D).
+    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let mut x = x.clone();
+        for layer in &self.layers {
+            x = layer.forward(&x, mask)?;
+        }
+        Ok(x)
+    }
+}
+
+/// An additive attention mask (N, 1, L, L): 0 where query i may attend to key j, -inf
+/// elsewhere. `causal` hides later keys; `keep` (N, L) of 0/1 hides padding keys.
+pub fn attention_mask(
+    n: usize,
+    l: usize,
+    causal: bool,
+    keep: Option<&[Vec<u32>]>,
+    device: &candle_core::Device,
+) -> Result<Tensor> {
+    let mut data = vec![0f32; n * l * l];
+    for b in 0..n {
+        for i in 0..l {
+            for j in 0..l {
+                let hidden = (causal && j > i) || keep.is_some_and(|k| k[b][j] == 0);
+                if hidden {
+                    data[(b * l + i) * l + j] = f32::NEG_INFINITY;
+                }
+            }
+        }
+    }
+    Tensor::from_vec(data, (n, 1, l, l), device)?.to_dtype(DType::F32)
+}
+
+/// Divides each row of `x` (N, D) by its L2 norm.
+pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
+    let norm = x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?;
+    x.broadcast_div(&norm.clamp(1e-12, f64::INFINITY)?)
+}

@@ -1,0 +1,188 @@
+//! CLIP (Radford et al. 2021, "Learning Transferable Visual Models From Natural Language
+//! Supervision"): an image tower and a text tower projected into one space, loaded from a
+//! Hugging Face model directory (`config.json`, `model.safetensors`, `tokenizer.json`,
+//! `preprocessor_config.json`). Matches transformers' `CLIPModel.get_image_features` /
+//! `get_text_features` (parity: `tests/test_clip.rs`, fixtures from
+//! `scripts/make_clip_fixtures.py`).
+//!
+//! ```text
+//! image file ─► modality::image (preprocessor_config.json) ─► vision tower ─► visual_projection ─┐
+//! text ─► tokenizer.json ─► text tower (causal, pooled at EOS) ─► text_projection ──────────────┴► shared space
+//! ```
+
+mod config;
+pub(crate) mod layers;
+mod text;
+pub(crate) mod tokenize;
+mod vision;
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{Linear, VarBuilder, linear_no_bias};
+
+pub use config::{ClipConfig, ClipTextConfig, ClipVisionConfig};
+pub use layers::{Activation, l2_normalize};
+pub use text::ClipTextTransformer;
+pub use tokenize::{Padding, TextTokenizer, TokenBatch};
+pub use vision::ClipVisionTransformer;
+
+use crate::modality::image::ImageProcessor;
+use crate::{Error, Result};
+
+/// A CLIP model with its tokenizer and image processor.
+#[derive(Debug, Clone)]
+pub struct ClipModel {
+    config: ClipConfig,
+    vision: ClipVisionTransformer,
+    text: ClipTextTransformer,
+    visual_projection: Linear,
+    text_projection: Linear,
+    logit_scale: f32,
+    tokenizer: TextTokenizer,
+    processor: ImageProcessor,
+    device: Device,
+}
+
+impl ClipModel {
+    /// Loads a transformers `CLIPModel` directory.
+    pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        let config: ClipConfig = read_config(dir)?;
+        let processor = image_processor(dir, config.vision_config.image_size)?;
+        let tc = &config.text_config;
+        let tokenizer = TextTokenizer::from_file(
+            &dir.join("tokenizer.json"),
+            tc.max_position_embeddings,
+            tc.vocab_size,
+            tc.pad_token_id,
+            Padding::Longest,
+        )?;
+        let (vb, weights) = load_weights(dir, device)?;
+        let build = || -> candle_core::Result<_> {
+            let p = config.projection_dim;
+            Ok((
+                ClipVisionTransformer::new(&config.vision_config, vb.pp("vision_model"))?,
+                ClipTextTransformer::new(tc, vb.pp("text_model"))?,
+                linear_no_bias(
+                    config.vision_config.hidden_size,
+                    p,
+                    vb.pp("visual_projection"),
+                )?,
+                linear_no_bias(tc.hidden_size, p, vb.pp("text_projection"))?,
+                scalar(&vb, "logit_scale")?,
+            ))
+        };
+        let (vision, text, visual_projection, text_projection, logit_scale) =
+            build().map_err(|e| Error::model_file(&weights, e.to_string()))?;
+        Ok(Self {
+            config,
+            vision,
+            text,
+            visual_projection,
+            text_projection,
+            logit_scale,
+            tokenizer,
+            processor,
+            device: device.clone(),
+        })
+    }
+
+    pub fn config(&self) -> &ClipConfig {
+        &self.config
+    }
+
+    /// The image processor configured by `preprocessor_config.json`.
+    pub fn processor(&self) -> &ImageProcessor {
+        &self.processor
+    }
+
+    pub fn tokenizer(&self) -> &TextTokenizer {
+        &self.tokenizer
+    }
+
+    /// Size of the shared embedding space.
+    pub fn dim(&self) -> usize {
+        self.config.projection_dim
+    }
+
+    /// The learned log temperature; similarity logits are `exp(logit_scale) * cos`.
+    pub fn logit_scale(&self) -> f32 {
+        self.logit_scale
+    }
+
+    /// Projected image embeddings.
+    ///
+    /// # Shapes
+    /// `pixels`: (N, 3, S, S) from [`Self::processor`]. Returns (N, projection_dim).
+    pub fn image_embeddings(&self, pixels: &Tensor, normalize: bool) -> Result<Tensor> {
+        let pooled = self.vision.forward(pixels)?;
+        let e = self.visual_projection.forward(&pooled)?;
+        Ok(if normalize { l2_normalize(&e)? } else { e })
+    }
+
+    /// Projected text embeddings, (N, projection_dim).
+    pub fn text_embeddings(&self, texts: &[&str], normalize: bool) -> Result<Tensor> {
+        let batch = self.tokenizer.encode(texts)?;
+        let pooled = self.text.forward(&batch.ids, &batch.keep, &self.device)?;
+        let e = self.text_projection.forward(&pooled)?;
+        Ok(if normalize { l2_normalize(&e)? } else { e })
+    }
+
+    /// Decodes, preprocesses and embeds image files, (N, projection_dim).
+    pub fn embed_image_files<P: AsRef<Path>>(
+        &self,
+        paths: &[P],
+        normalize: bool,
+    ) -> Result<Tensor> {
+        let pixels = self.processor.load_batch(paths, &self.device)?;
+        self.image_embeddings(&pixels, normalize)
+    }
+}
+
+/// Reads and parses `dir/config.json`.
+pub(crate) fn read_config<T: serde::de::DeserializeOwned>(dir: &Path) -> Result<T> {
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::model_file(&path, e.to_string()))
+}
+
+/// The image processor of `dir`, checked to produce the `image_size` the tower takes.
+pub(crate) fn image_processor(dir: &Path, image_size: usize) -> Result<ImageProcessor> {
+    let processor = ImageProcessor::from_model_dir(dir)?;
+    // A 1000×1000 probe: with a crop or an exact resize the output size is fixed.
+    let (h, w) = processor.config().output_size(1000, 1000);
+    if (h as usize, w as usize) != (image_size, image_size) {
+        return Err(Error::model_file(
+            dir.join("preprocessor_config.json"),
+            format!(
+                "makes {h}×{w} images but config.json's vision tower takes \
+                 {image_size}×{image_size}"
+            ),
+        ));
+    }
+    Ok(processor)
+}
+
+/// A VarBuilder over `dir/model.safetensors` (f32), and that file's path.
+pub(crate) fn load_weights(
+    dir: &Path,
+    device: &Device,
+) -> Result<(VarBuilder<'static>, std::path::PathBuf)> {
+    let path = dir.join("model.safetensors");
+    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, device)
+        .map_err(|e| Error::model_file(&path, e.to_string()))?;
+    Ok((vb, path))
+}
+
+/// A one-element parameter (`logit_scale` is stored as `[]` by CLIP, `[1]` by SigLIP).
+pub(crate) fn scalar(vb: &VarBuilder, name: &str) -> candle_core::Result<f32> {
+    let t = vb
+        .get_unchecked(name)?
+        .to_dtype(DType::F32)?
+        .flatten_all()?;
+    if t.elem_count() != 1 {
+        candle_core::bail!("`{name}` has {} elements, expected 1", t.elem_count());
+    }
+    t.get(0)?.to_scalar::<f32>()
+}
