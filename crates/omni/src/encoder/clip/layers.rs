@@ -57,7 +57,7 @@ pub struct Attention {
 
 impl Attention {
     fn new(d: &EncoderDims, vb: VarBuilder) -> Result<Self> {
-        if d.heads == 0 || d.hidden % d.heads != 0 {
+        if d.heads == 0 || !d.hidden.is_multiple_of(d.heads) {
             candle_core::bail!(
                 "hidden size {} is not divisible by {} attention heads",
                 d.hidden,

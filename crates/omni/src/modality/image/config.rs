@@ -72,7 +72,7 @@ pub struct ImageProcessorConfig {
 
 /// OpenAI CLIP's channel statistics (transformers' `OPENAI_CLIP_MEAN` / `_STD`).
 pub const OPENAI_CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
-pub const OPENAI_CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
+pub const OPENAI_CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
 /// transformers' `IMAGENET_STANDARD_MEAN` / `_STD` (SigLIP).
 pub const IMAGENET_STANDARD_MEAN: [f32; 3] = [0.5, 0.5, 0.5];
 pub const IMAGENET_STANDARD_STD: [f32; 3] = [0.5, 0.5, 0.5];

@@ -90,7 +90,7 @@ impl Filter {
                 }
             }
             Filter::Lanczos => {
-                if -3.0 <= x && x < 3.0 {
+                if (-3.0..3.0).contains(&x) {
                     sinc(x) * sinc(x / 3.0)
                 } else {
                     0.0
