@@ -3,7 +3,9 @@
 mod ask;
 mod chat;
 mod generate;
+mod index;
 mod models;
+mod search;
 mod transcribe;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +31,11 @@ pub enum Command {
     Transcribe(transcribe::TranscribeArgs),
     /// Answer a question about a recording: transcribe it, then ask a language model.
     Ask(ask::AskArgs),
+    /// Build and inspect the search index of your images and text files.
+    #[command(subcommand)]
+    Index(index::IndexCommand),
+    /// Search the index with a text or an image.
+    Search(search::SearchArgs),
 }
 
 /// Runs the parsed command.
@@ -39,5 +46,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Models(command) => models::run(command),
         Command::Transcribe(args) => transcribe::run(args),
         Command::Ask(args) => ask::run(args),
+        Command::Index(command) => index::run(command),
+        Command::Search(args) => search::run(args),
     }
 }
