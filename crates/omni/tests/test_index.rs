@@ -396,22 +396,34 @@ fn mismatches_and_corruption_give_clear_errors() {
     assert!(e.to_string().contains("space-a"), "{e}");
     let e = Index::open(&dir, "space-a", 16, IndexOptions::default()).unwrap_err();
     assert!(e.to_string().contains("expected 8, got 16"), "{e}");
-    let emb = HashEmbedder { dim: 8 };
     {
-        let mut index = Index::open(&dir, "test-hash", 8, IndexOptions::default());
-        assert!(index.is_err());
-        let mut index2 = Index::open(&dir, "space-a", 8, IndexOptions::default()).unwrap();
+        // index_dir refuses an embedder of another space or dimension, naming both.
+        let mut index = Index::open(&dir, "space-a", 8, IndexOptions::default()).unwrap();
+        let emb = HashEmbedder { dim: 8 };
         let e = index_dir(
-            &mut index2,
+            &mut index,
             &dir,
             &emb,
             &IndexDirOptions::default(),
             &mut |_| {},
         )
         .unwrap_err();
-        assert!(e.to_string().contains("test-hash"), "{e}");
-        index = Ok(index2);
-        drop(index);
+        assert!(
+            e.to_string().contains("test-hash") && e.to_string().contains("space-a"),
+            "{e}"
+        );
+        let other = dir.join("other");
+        let mut index = Index::open(&other, "test-hash", 8, IndexOptions::default()).unwrap();
+        let emb = HashEmbedder { dim: 12 };
+        let e = index_dir(
+            &mut index,
+            &dir,
+            &emb,
+            &IndexDirOptions::default(),
+            &mut |_| {},
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("expected 8, got 12"), "{e}");
     }
 
     // A torn tail (an unacknowledged half record) is dropped silently.
@@ -461,7 +473,7 @@ fn mismatches_and_corruption_give_clear_errors() {
         .unwrap_err()
         .to_string();
     assert!(msg.contains("snapshot.bin"), "{msg}");
-    std::fs::write(&dir.join("index.json"), b"{not json").unwrap();
+    std::fs::write(dir.join("index.json"), b"{not json").unwrap();
     let msg = Index::open_read_only(&dir, IndexOptions::default())
         .unwrap_err()
         .to_string();

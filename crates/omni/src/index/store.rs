@@ -191,10 +191,10 @@ impl Index {
             let name = e.file_name().to_string_lossy().into_owned();
             let stray_wal = name.starts_with("wal-") && name.ends_with(".log") && p != current;
             let temp = name.starts_with('.') && name.contains(".tmp-");
-            if stray_wal || temp {
-                if let Err(err) = fs::remove_file(&p) {
-                    tracing::warn!("{}: cannot remove stray file: {err}", p.display());
-                }
+            if (stray_wal || temp)
+                && let Err(err) = fs::remove_file(&p)
+            {
+                tracing::warn!("{}: cannot remove stray file: {err}", p.display());
             }
         }
     }
@@ -288,8 +288,7 @@ impl Index {
         let dim = self.table.dim;
         let mut ops = Vec::with_capacity(items.len());
         let mut ids = Vec::with_capacity(items.len());
-        let mut next = self.table.next_id;
-        for it in items {
+        for (next, it) in (self.table.next_id..).zip(items) {
             if it.vector.len() != dim {
                 return Err(Error::DimensionMismatch {
                     what: format!("vector for {} vs index {}", it.path, self.dir.display()),
@@ -313,7 +312,6 @@ impl Index {
                 snippet: it.snippet,
             };
             ids.push(next);
-            next += 1;
             ops.push(Op::Add(entry, v));
         }
         self.commit(ops)?;
@@ -403,11 +401,11 @@ impl Index {
         if !self.writable {
             return Ok(());
         }
-        if let Some(g) = &self.graph {
-            if g.len() != self.graph_saved {
-                g.save(&self.dir.join(GRAPH))?;
-                self.graph_saved = g.len();
-            }
+        if let Some(g) = &self.graph
+            && g.len() != self.graph_saved
+        {
+            g.save(&self.dir.join(GRAPH))?;
+            self.graph_saved = g.len();
         }
         Ok(())
     }
