@@ -108,7 +108,17 @@ impl Index {
             atomic_write(&meta_path, &json)?;
             meta
         };
-        Self::load(dir, meta, opts, true, Some(lock))
+        let mut index = Self::load(dir, meta, opts, true, Some(lock))?;
+        // A graph rebuilt or much extended on open (say after a crash) is saved now, so
+        // that read-only searches do not redo that work.
+        if index
+            .graph
+            .as_ref()
+            .is_some_and(|g| g.len() > index.graph_saved + 1000)
+        {
+            index.save_graph()?;
+        }
+        Ok(index)
     }
 
     /// Opens an existing index for searching only (no lock, nothing written).
