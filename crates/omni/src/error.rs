@@ -48,6 +48,26 @@ pub enum Error {
     /// Text could not be tokenized or detokenized.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+    /// An index file is corrupt, truncated, of another format, or locked.
+    #[error("{}: {reason}", path.display())]
+    IndexFile { path: PathBuf, reason: String },
+    /// Vectors of different dimensions meet (index, model, query).
+    #[error("dimension mismatch: {what}: expected {expected}, got {got}")]
+    DimensionMismatch {
+        what: String,
+        expected: usize,
+        got: usize,
+    },
+    /// A query or embedder from another embedding space than the index's.
+    #[error(
+        "{}: the index holds `{index}` embeddings, not `{query}`; use the model `{index}` (or re-index with `{query}`)",
+        path.display()
+    )]
+    SpaceMismatch {
+        path: PathBuf,
+        index: String,
+        query: String,
+    },
     /// An argument or request is invalid.
     #[error("{0}")]
     InvalidInput(String),

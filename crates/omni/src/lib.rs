@@ -10,12 +10,13 @@
 //! ```
 //!
 //! `tasks/` composes the stages into user-facing jobs (chat, transcription),
-//! `train/` trains the alignment parts, and `models/` finds, fetches and verifies the
-//! weight files they load.
+//! `train/` trains the alignment parts, `index/` is the embedded vector index for search,
+//! and `models/` finds, fetches and verifies the weight files they load.
 
 pub mod encoder;
 pub mod error;
 pub mod formats;
+pub mod index;
 pub mod llm;
 pub mod modality;
 pub mod models;

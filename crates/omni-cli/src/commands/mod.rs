@@ -4,7 +4,9 @@ mod ask;
 mod chat;
 mod embed;
 mod generate;
+mod index;
 mod models;
+mod search;
 mod transcribe;
 
 use clap::{Parser, Subcommand};
@@ -33,6 +35,11 @@ pub enum Command {
     /// Embed images or texts with a CLIP or SigLIP model.
     #[command(subcommand)]
     Embed(embed::EmbedCommand),
+    /// Build and inspect the search index of your images and text files.
+    #[command(subcommand)]
+    Index(index::IndexCommand),
+    /// Search the index with a text or an image.
+    Search(search::SearchArgs),
 }
 
 /// Runs the parsed command.
@@ -44,5 +51,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Transcribe(args) => transcribe::run(args),
         Command::Ask(args) => ask::run(args),
         Command::Embed(command) => embed::run(command),
+        Command::Index(command) => index::run(command),
+        Command::Search(args) => search::run(args),
     }
 }

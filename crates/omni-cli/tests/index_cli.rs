@@ -1,0 +1,74 @@
+//! `omni index info` and `omni search` on an index made with the library (the embedders
+//! are wired by the lead; these check the plumbing and the errors).
+
+use std::process::Command;
+
+use omni::index::{Index, IndexOptions, Kind, NewEntry};
+
+fn omni() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_omni"))
+}
+
+fn temp(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("omni-cli-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+#[test]
+fn info_reports_an_index_made_by_the_library() {
+    let dir = temp("index-info");
+    {
+        let mut index = Index::open(&dir, "test-space", 4, IndexOptions::default()).unwrap();
+        let e = |path: &str, kind, v: [f32; 4]| NewEntry {
+            path: path.into(),
+            kind,
+            hash: [0; 32],
+            modified_ns: 0,
+            thumbnail: None,
+            snippet: None,
+            vector: v.to_vec(),
+        };
+        index
+            .add(vec![
+                e("/a.png", Kind::Image, [1.0, 0.0, 0.0, 0.0]),
+                e("/b.txt", Kind::Text, [0.0, 1.0, 0.0, 0.0]),
+                e("/c.jpg", Kind::Image, [0.0, 0.0, 1.0, 0.0]),
+            ])
+            .unwrap();
+    }
+    let out = omni()
+        .args(["index", "info", "--json", "--index"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["model"], "test-space");
+    assert_eq!(v["dim"], 4);
+    assert_eq!(v["entries"], 3);
+    assert_eq!(v["images"], 2);
+    assert_eq!(v["search"], "exact");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn search_without_an_index_says_so() {
+    let dir = temp("index-none");
+    let out = omni()
+        .args(["search", "a red car", "--index"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("error: ") && err.contains("no index here"),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+}
