@@ -1,6 +1,7 @@
 //! Stage 2, modality encoders: model-ready tensors → features.
 
 pub mod bert;
+pub mod efficientnet;
 pub mod whisper;
 
 use crate::Result;
