@@ -2,6 +2,7 @@
 
 mod ask;
 mod chat;
+mod embed;
 mod generate;
 mod models;
 mod transcribe;
@@ -29,6 +30,9 @@ pub enum Command {
     Transcribe(transcribe::TranscribeArgs),
     /// Answer a question about a recording: transcribe it, then ask a language model.
     Ask(ask::AskArgs),
+    /// Embed texts (or images) as vectors.
+    #[command(subcommand)]
+    Embed(embed::EmbedCommand),
 }
 
 /// Runs the parsed command.
@@ -39,5 +43,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Models(command) => models::run(command),
         Command::Transcribe(args) => transcribe::run(args),
         Command::Ask(args) => ask::run(args),
+        Command::Embed(command) => embed::run(command),
     }
 }

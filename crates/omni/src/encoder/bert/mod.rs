@@ -65,6 +65,13 @@ impl BertEmbedder {
             ));
         }
         let config_path = dir.join("config.json");
+        if !config_path.exists() {
+            return Err(Error::model_file(
+                &config_path,
+                "no such file: a BERT embedder directory needs config.json, model.safetensors \
+                 and tokenizer.json",
+            ));
+        }
         let config = BertConfig::load(&config_path)?;
         let sentence = SentenceConfig::load(dir, &config)?;
         let tokenizer = BertTokenizer::load(
