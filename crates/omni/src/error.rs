@@ -93,3 +93,17 @@ impl Error {
         }
     }
 }
+
+/// A candle error as one line: without the backtrace candle attaches when `RUST_BACKTRACE`
+/// is set, and with context lines joined by `: `.
+pub(crate) fn candle_one_line(e: &candle_core::Error) -> String {
+    let mut e = e;
+    while let candle_core::Error::WithBacktrace { inner, .. } = e {
+        e = inner;
+    }
+    e.to_string()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join(": ")
+}

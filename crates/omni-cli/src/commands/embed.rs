@@ -18,6 +18,9 @@ pub enum EmbedCommand {
     Image(EmbedImageArgs),
     /// Embed texts.
     Text(EmbedTextArgs),
+    /// Embed sentences with a sentence embedder (all-MiniLM-L6-v2 by default); one
+    /// L2-normalised vector per text.
+    Sentences(super::embed_sentences::EmbedTextArgs),
 }
 
 /// Options both subcommands share.
@@ -87,6 +90,7 @@ pub fn run(command: EmbedCommand) -> anyhow::Result<()> {
     match command {
         EmbedCommand::Image(args) => run_image(args),
         EmbedCommand::Text(args) => run_text(args),
+        EmbedCommand::Sentences(args) => super::embed_sentences::run(args),
     }
 }
 

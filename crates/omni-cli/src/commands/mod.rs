@@ -3,6 +3,7 @@
 mod ask;
 mod chat;
 mod embed;
+mod embed_sentences;
 mod generate;
 mod index;
 mod models;

@@ -1,3 +1,4 @@
 //! Readers for weight-file formats that are not tied to one model family.
 
 pub mod ct2;
+pub mod torch_legacy;

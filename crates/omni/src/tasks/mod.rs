@@ -4,4 +4,5 @@
 pub mod ask;
 pub mod chat;
 pub mod generate;
+pub mod text_embedding;
 pub mod transcribe;
