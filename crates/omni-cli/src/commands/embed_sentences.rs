@@ -9,6 +9,38 @@ use clap::Args;
 use omni::encoder::TextEmbedder;
 use omni::tasks::text_embedding::{DEFAULT_TEXT_MODEL, embed_texts, load_text_embedder};
 
+/// Arguments of `omni embed sentences`.
+#[derive(Debug, Args)]
+pub struct EmbedTextArgs {
+    /// Texts to embed.
+    #[arg(value_name = "TEXT", required_unless_present = "file")]
+    pub texts: Vec<String>,
+
+    /// Also embed each line of this file (`-` for stdin).
+    #[arg(long, short, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+
+    /// Text embedding model: a catalogue name or a sentence-transformers model directory.
+    #[arg(long, short, default_value = DEFAULT_TEXT_MODEL)]
+    pub model: String,
+
+    /// Texts per forward pass.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub batch_size: u32,
+
+    /// Print JSON: `{"model", "dim", "embeddings": [{"text", "embedding"}]}`.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Compute threads (default: the number of cores).
+    #[arg(long, short = 't', value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
+
+    /// Print the model load time and the embedding time to stderr.
+    #[arg(long)]
+    pub timings: bool,
+}
+
 /// Runs `omni embed sentences`.
 pub fn run(args: EmbedTextArgs) -> anyhow::Result<()> {
     if let Some(threads) = args.threads {
