@@ -225,3 +225,67 @@ fn bad_checkpoints_give_clear_errors() {
     }
     std::fs::remove_dir_all(&tmp).ok();
 }
+
+/// The scikit-image photos through omni's own decoding and Pillow-exact resize, as the
+/// fixture script prepares them (PIL `convert("RGB")`, short side to 256 with Python's
+/// rounding, bicubic, crop 224 at `(size - 224) // 2`): every photo has the reference's
+/// top-5; lossless ones match its logits within 1e-3 (~1e-5 seen). JPEGs differ by up to
+/// ~0.1 in logits: the `image` crate's JPEG decoder is not libjpeg's.
+#[test]
+fn scikit_image_photos_through_omni_preprocessing() {
+    use omni::modality::image::{AlphaMode, DecodeLimits, Filter, Kernel, ResizeTo};
+    let (Some(model), Some(data)) = (model(), common::skimage_data()) else {
+        return;
+    };
+    let photos = json("photos.json");
+    let photos = photos.as_object().unwrap();
+    let mut worst_exact = 0f32;
+    for (name, reference) in photos {
+        let path = data.join(name);
+        let img =
+            omni::modality::image::load_rgb_with(&path, DecodeLimits::default(), AlphaMode::Drop)
+                .unwrap();
+        let (w, h) = img.dimensions();
+        let s = 256.0 / w.min(h) as f64;
+        let (rw, rh) = (
+            (w as f64 * s).round_ties_even() as u32,
+            (h as f64 * s).round_ties_even() as u32,
+        );
+        let resized = omni::modality::image::resize(
+            &img,
+            ResizeTo::Exact {
+                height: rh,
+                width: rw,
+            },
+            Filter::Bicubic,
+            Kernel::Pil,
+        );
+        let (left, top) = ((rw - 224) / 2, (rh - 224) / 2);
+        let crop = image::imageops::crop_imm(&resized, left, top, 224, 224).to_image();
+        let input = rgb_to_input(crop.as_raw(), 224, 224, &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        let logits: Vec<f32> = model
+            .forward(&input)
+            .unwrap()
+            .logits
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let want = floats(&reference["logits"]);
+        let diff = max_abs_diff(&logits, &want);
+        let want_top5: Vec<usize> = serde_json::from_value(reference["top5"].clone()).unwrap();
+        println!(
+            "{name}: max |diff| {diff:.2e}, top-5 {:?} vs {want_top5:?}",
+            top5(&logits)
+        );
+        assert_eq!(top5(&logits), want_top5, "{name}: top-5");
+        if !(name.ends_with(".jpg") || name.ends_with(".jpeg")) {
+            worst_exact = worst_exact.max(diff);
+            assert!(diff <= 1e-3, "{name}: logits differ by {diff}");
+        }
+    }
+    println!("worst lossless-photo logit diff: {worst_exact:.2e}");
+}
