@@ -1,5 +1,8 @@
-//! `omni index info` and `omni search` on an index made with the library (the embedders
-//! are wired by the lead; these check the plumbing and the errors).
+//! `omni index add|info` and `omni search`: the plumbing and errors on an index made with
+//! the library, and the default MiniLM + ConSE space end to end on real photos.
+
+#[path = "../../omni/tests/common/mod.rs"]
+mod common;
 
 use std::process::Command;
 
@@ -71,4 +74,58 @@ fn search_without_an_index_says_so() {
         "{err}"
     );
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+}
+
+/// The default space end to end: MiniLM texts and EfficientNet-Lite0 + ConSE images, on
+/// scikit-image photos; a bad file is reported and skipped.
+#[test]
+fn index_add_then_search_across_modalities() {
+    let (Some(_), Some(_), Some(data)) = (
+        common::model_dir("all-minilm-l6-v2", ""),
+        common::model_dir("efficientnet-lite0", ""),
+        common::skimage_data(),
+    ) else {
+        return;
+    };
+    let docs = common::temp_dir("index-docs");
+    for name in ["chelsea.png", "coffee.png", "rocket.jpg", "horse.png"] {
+        std::fs::copy(data.join(name), docs.join(name)).unwrap();
+    }
+    std::fs::write(
+        docs.join("bread.txt"),
+        "Bake the bread at 200 degrees for forty minutes.",
+    )
+    .unwrap();
+    std::fs::write(docs.join("bad.png"), "not a picture").unwrap();
+    let index = common::temp_dir("index-db").join("idx");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_omni"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let idx = index.to_str().unwrap();
+    let report = run(&["index", "add", docs.to_str().unwrap(), "--index", idx]);
+    assert!(
+        report.contains("5 added") && report.contains("1 failed"),
+        "{report}"
+    );
+    for (query, want) in [
+        ("a cat", "chelsea.png"),
+        ("a cup of coffee", "coffee.png"),
+        ("a space rocket", "rocket.jpg"),
+        ("a horse", "horse.png"),
+        ("baking bread", "bread.txt"),
+    ] {
+        let top = run(&["search", query, "--index", idx, "-k", "1"]);
+        assert!(top.contains(want), "{query}: {top}");
+    }
+    let again = run(&["index", "add", docs.to_str().unwrap(), "--index", idx]);
+    assert!(again.contains("5 unchanged"), "{again}");
 }

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use omni::index::{Embedder, Index, IndexDirOptions, IndexOptions, Kind, Progress, index_dir};
@@ -51,7 +51,12 @@ pub struct InfoArgs {
 #[derive(Debug, Args)]
 pub struct IndexLocation {
     /// The index directory (default: $OMNI_HOME/index, i.e. ~/.cache/omni/index).
-    #[arg(long = "index", env = "OMNI_INDEX", value_name = "DIR")]
+    #[arg(
+        id = "index_dir",
+        long = "index",
+        env = "OMNI_INDEX",
+        value_name = "DIR"
+    )]
     pub dir: Option<PathBuf>,
 }
 
@@ -66,12 +71,12 @@ impl IndexLocation {
 /// The embedding model used when neither `--model` nor an existing index names one.
 pub const DEFAULT_MODEL: &str = "all-minilm-l6-v2";
 
-/// Loads the embedder for `model` (a space name as stored in the index).
-///
-/// TODO(lead): wire the real embedders here — MiniLM for texts and the image→MiniLM-space
-/// aligner for images, both reporting `space()` = the model name stored in the index.
+/// Loads the embedder for `model` (a space name as stored in the index): a MiniLM-family
+/// text model, with images mapped into its space by EfficientNet-Lite0 + ConSE.
 pub fn load_embedder(model: &str) -> anyhow::Result<Box<dyn Embedder>> {
-    bail!("no embedder is available for model `{model}` yet")
+    let embedder = omni::tasks::search_space::MiniLmConse::load(model)
+        .with_context(|| format!("cannot load the embedding model `{model}`"))?;
+    Ok(Box::new(embedder))
 }
 
 /// The model of the index at `dir`, if one exists there.

@@ -4,5 +4,6 @@
 pub mod ask;
 pub mod chat;
 pub mod generate;
+pub mod search_space;
 pub mod text_embedding;
 pub mod transcribe;
