@@ -9,7 +9,22 @@ pub mod whisper;
 
 pub use image_text::ImageTextModel;
 
+use candle_core::{D, DType, Tensor};
+
 use crate::Result;
+
+/// Divides each row by its L2 norm (at least 1e-12, as `torch.nn.functional.normalize`).
+///
+/// # Shapes
+/// `[b, d]` → `[b, d]`.
+pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
+    let norm = x
+        .sqr()?
+        .sum_keepdim(D::Minus1)?
+        .sqrt()?
+        .clamp(1e-12f32, f32::MAX)?;
+    Ok(x.broadcast_div(&norm)?.to_dtype(DType::F32)?)
+}
 
 /// Texts → one vector per text (a sentence embedder such as all-MiniLM-L6-v2).
 pub trait TextEmbedder {

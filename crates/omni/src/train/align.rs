@@ -16,6 +16,7 @@ use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
 use super::{AdamW, AdamWConfig, Checkpoints, LrSchedule, grad_norm, info_nce};
+use crate::encoder::l2_normalize;
 use crate::projector::{Projector, ProjectorConfig, ProjectorKind};
 use crate::{Error, Result};
 
@@ -239,12 +240,6 @@ pub fn train_align(
         projector,
         logit_scale: log_scale.to_scalar::<f32>()?.exp(),
     }))
-}
-
-/// Rows scaled to unit L2 norm.
-pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
-    let norm = x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?;
-    Ok(x.broadcast_div(&(norm + 1e-12)?)?)
 }
 
 /// Top-1 accuracy of nearest-class-text classification of projected features.

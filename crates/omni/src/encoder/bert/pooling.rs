@@ -1,6 +1,6 @@
 //! Sentence pooling as sentence-transformers' `Pooling` and `Normalize` modules compute it.
 
-use candle_core::{D, DType, Tensor};
+use candle_core::{D, Tensor};
 
 use crate::Result;
 
@@ -15,15 +15,4 @@ pub fn mean(states: &Tensor, mask: &Tensor) -> Result<Tensor> {
     Ok(sum.broadcast_div(&count)?)
 }
 
-/// Divides each row by its L2 norm (at least 1e-12, as `torch.nn.functional.normalize`).
-///
-/// # Shapes
-/// `[b, d]` → `[b, d]`.
-pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
-    let norm = x
-        .sqr()?
-        .sum_keepdim(D::Minus1)?
-        .sqrt()?
-        .clamp(1e-12f32, f32::MAX)?;
-    Ok(x.broadcast_div(&norm)?.to_dtype(DType::F32)?)
-}
+pub use crate::encoder::l2_normalize;

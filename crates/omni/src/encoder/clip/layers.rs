@@ -5,7 +5,7 @@
 //! Reference: Vaswani et al. 2017 (attention), Radford et al. 2021 (CLIP, pre-LN ViT);
 //! transformers `models/clip/modeling_clip.py`.
 
-use candle_core::{D, DType, Module, Result, Tensor};
+use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{LayerNorm, Linear, VarBuilder, layer_norm, linear};
 use serde::Deserialize;
 
@@ -203,8 +203,4 @@ pub fn attention_mask(
     Tensor::from_vec(data, (n, 1, l, l), device)?.to_dtype(DType::F32)
 }
 
-/// Divides each row of `x` (N, D) by its L2 norm.
-pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
-    let norm = x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?;
-    x.broadcast_div(&norm.clamp(1e-12, f64::INFINITY)?)
-}
+pub use crate::encoder::l2_normalize;
