@@ -13,7 +13,7 @@ use omni::tasks::ask::answer_from_transcript;
 use omni::tasks::transcribe::{TranscribeOptions, transcribe_file};
 
 use super::generate::ModelArgs;
-use super::transcribe::{set_threads, tune_allocator};
+use super::transcribe::set_threads;
 
 /// Arguments of `omni ask`.
 #[derive(Debug, Args)]
@@ -50,7 +50,6 @@ pub fn run(args: AskArgs) -> anyhow::Result<()> {
         anyhow::ensure!(threads > 0, "--threads must be at least 1");
         set_threads(threads.min(u16::MAX as usize) as u16);
     }
-    tune_allocator();
     let sampling = SamplingParams {
         temperature: args.temperature,
         seed: args.seed,

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use omni::encoder::ImageTextModel;
 use omni::modality::image::RgbImage;
 
-use super::transcribe::{set_threads, tune_allocator};
+use super::transcribe::set_threads;
 
 /// `omni embed` subcommands.
 #[derive(Debug, Subcommand)]
@@ -74,7 +74,6 @@ fn load(opts: &EmbedOptions) -> anyhow::Result<ImageTextModel> {
     if let Some(threads) = opts.threads {
         set_threads(threads);
     }
-    tune_allocator();
     let start = Instant::now();
     let dir = omni::models::resolve(&opts.model)?;
     let model = ImageTextModel::load(&dir, &candle_core::Device::Cpu)

@@ -1,7 +1,7 @@
 //! `omni index add DIR` / `omni index info`: build and inspect the embedded search index.
 //!
 //! The model that embeds is behind [`omni::index::Embedder`]; [`load_embedder`] is the one
-//! place that picks it (text: MiniLM; images: the image→MiniLM-space aligner).
+//! place that picks it (see `omni::tasks::search_space`).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -71,12 +71,12 @@ impl IndexLocation {
 /// The embedding model used when neither `--model` nor an existing index names one.
 pub const DEFAULT_MODEL: &str = "all-minilm-l6-v2";
 
-/// Loads the embedder for `model` (a space name as stored in the index): a MiniLM-family
-/// text model, with images mapped into its space by EfficientNet-Lite0 + ConSE.
+/// Loads the embedding space `model` (a name as stored in the index): a MiniLM-family
+/// text model (images through EfficientNet-Lite0 + ConSE), a trained aligner, or a
+/// CLIP/SigLIP checkpoint.
 pub fn load_embedder(model: &str) -> anyhow::Result<Box<dyn Embedder>> {
-    let embedder = omni::tasks::search_space::MiniLmConse::load(model)
-        .with_context(|| format!("cannot load the embedding model `{model}`"))?;
-    Ok(Box::new(embedder))
+    omni::tasks::search_space::load_space(model)
+        .with_context(|| format!("cannot load the embedding model `{model}`"))
 }
 
 /// The model of the index at `dir`, if one exists there.

@@ -91,24 +91,11 @@ pub fn set_threads(threads: u16) {
     }
 }
 
-/// Keeps freed buffers of up to 32 MB in the heap: glibc otherwise maps and unmaps every
-/// large temporary (attention scores, feed-forward activations), and the page faults cost
-/// 20–25% of the encoder's time.
-pub fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator thresholds; called before the heavy allocations.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
-    }
-}
-
 /// Runs `omni transcribe`.
 pub fn run(args: TranscribeArgs) -> anyhow::Result<()> {
     if let Some(threads) = args.threads {
         set_threads(threads);
     }
-    tune_allocator();
     // The model loads after the first file decodes, so bad input fails fast.
     let mut model: Option<Whisper> = None;
     let opts = TranscribeOptions {

@@ -29,6 +29,37 @@ pub trait Embedder {
     fn embed_images(&self, paths: &[&Path]) -> Vec<Result<Vec<f32>>>;
     /// One vector per text, in order.
     fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>>;
+    /// How cosine similarities become label probabilities (zero-shot classification).
+    fn scoring(&self) -> Scoring {
+        Scoring::Softmax { scale: 100.0 }
+    }
+}
+
+/// How a space turns cosine similarities into probabilities.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Scoring {
+    /// CLIP: softmax over the labels of `scale · cos`.
+    Softmax { scale: f32 },
+    /// SigLIP: each label on its own, `sigmoid(scale · cos + bias)`.
+    Sigmoid { scale: f32, bias: f32 },
+}
+
+impl Scoring {
+    /// Probabilities of the labels from their cosine similarities with one input.
+    pub fn probabilities(&self, cosines: &[f32]) -> Vec<f32> {
+        match *self {
+            Scoring::Softmax { scale } => {
+                let max = cosines.iter().fold(f32::NEG_INFINITY, |m, &c| m.max(c));
+                let exps: Vec<f32> = cosines.iter().map(|&c| (scale * (c - max)).exp()).collect();
+                let sum: f32 = exps.iter().sum();
+                exps.iter().map(|e| e / sum).collect()
+            }
+            Scoring::Sigmoid { scale, bias } => cosines
+                .iter()
+                .map(|&c| 1.0 / (1.0 + (-(scale * c + bias)).exp()))
+                .collect(),
+        }
+    }
 }
 
 /// Options of [`index_dir`].

@@ -25,9 +25,10 @@ mod wal;
 pub use entry::{Entry, Kind, NewEntry, hex};
 pub use hnsw::HnswParams;
 pub use job::{
-    Embedder, FailedFile, IndexDirOptions, IndexReport, Progress, index_dir, is_image_path,
-    is_text_path,
+    Embedder, FailedFile, IndexDirOptions, IndexReport, Progress, Scoring, index_dir,
+    is_image_path, is_text_path,
 };
+pub use simd::dot;
 pub use store::Index;
 
 /// How an index is opened and maintained.

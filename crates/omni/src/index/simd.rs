@@ -7,7 +7,7 @@ type DotFn = fn(&[f32], &[f32]) -> f32;
 
 /// `Σ a[i]·b[i]` over the shorter of the two slices.
 #[inline]
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     static KERNEL: OnceLock<DotFn> = OnceLock::new();
     (KERNEL.get_or_init(pick))(a, b)
 }

@@ -254,7 +254,7 @@ impl Catalog {
 }
 
 /// Model names are plain lowercase words, so they can never be mistaken for a path or a hub id.
-fn check_model_name(name: &str) -> std::result::Result<(), String> {
+pub fn check_model_name(name: &str) -> std::result::Result<(), String> {
     let ok = !name.is_empty()
         && !name.starts_with('.')
         && name

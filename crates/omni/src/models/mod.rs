@@ -20,7 +20,7 @@ mod tests;
 
 use std::path::PathBuf;
 
-pub use catalog::{Catalog, FileEntry, ModelEntry, ModelKind, Part, Wheel};
+pub use catalog::{Catalog, FileEntry, ModelEntry, ModelKind, Part, Wheel, check_model_name};
 pub use hub::{HubRef, SNAPSHOT_PATTERNS};
 pub use integrity::sha256_file;
 pub use pypi::DEFAULT_INDEX_URL;

@@ -1,8 +1,11 @@
 //! Tasks compose the stages into jobs people run: chat, generation, transcription,
-//! questions about recordings.
+//! questions about recordings,
+//! image–text spaces and the aligner that makes one.
 
+pub mod align;
 pub mod ask;
 pub mod chat;
+pub mod classify;
 pub mod generate;
 pub mod search_space;
 pub mod text_embedding;

@@ -1,65 +1,211 @@
-//! The search space that works out of the box: all-MiniLM-L6-v2 embeds texts, and images
-//! reach the same space training-free through EfficientNet-Lite0's ImageNet classifier and
-//! ConSE (the probability-weighted mean of the MiniLM embeddings of its top-10 class
-//! names, "a photo of a {class}").
+//! Embedding spaces shared by images and texts, picked by model name ([`load_space`]):
+//!
+//! - a sentence embedder (all-MiniLM-L6-v2 by default): texts by MiniLM; images reach the
+//!   same space training-free through EfficientNet-Lite0's ImageNet classifier and ConSE
+//!   (the probability-weighted mean of the MiniLM embeddings of its top-10 class names,
+//!   "a photo of a {class}");
+//! - a trained aligner (a directory with `aligner.json`, made by `omni train align`):
+//!   texts by its text model, images by EfficientNet-Lite0's pooled features through the
+//!   trained projector;
+//! - a CLIP or SigLIP checkpoint (a directory with `preprocessor_config.json`).
 
 use std::path::Path;
 use std::sync::OnceLock;
 
 use candle_core::{D, Device, Tensor};
 
-use crate::encoder::TextEmbedder;
+use super::align::AlignerInfo;
 use crate::encoder::bert::BertEmbedder;
 use crate::encoder::efficientnet::{EfficientNet, imagenet_classes};
-use crate::index::Embedder;
+use crate::encoder::{ImageTextModel, TextEmbedder, l2_normalize};
+use crate::index::{Embedder, Scoring};
 use crate::modality::image::{Filter, ImageProcessor, ImageProcessorConfig, Kernel, ResizeTo};
-use crate::projector::Conse;
+use crate::projector::{Conse, Projector};
 use crate::tasks::text_embedding::{embed_texts, load_text_embedder};
 use crate::{Error, Result};
 
-/// The catalogue name of the image classifier.
+/// The catalogue name of the image encoder behind the MiniLM spaces.
 pub const IMAGE_MODEL: &str = "efficientnet-lite0";
-const IMAGE_WEIGHTS: &str = "efficientnet-lite0-57934424.pth";
 /// Classes mixed per image (Norouzi et al.'s T).
 const TOP_T: usize = 10;
+/// Cosine-to-logit scale for spaces without a learned one (CLIP's upper bound).
+const DEFAULT_SCALE: f32 = 100.0;
 
-/// MiniLM for texts, EfficientNet-Lite0 + ConSE for images (loaded on the first image).
-pub struct MiniLmConse {
+/// Loads the embedding space `model`: a sentence-embedder name or directory (ConSE for
+/// images), a trained aligner, or a CLIP/SigLIP checkpoint. Catalogue models are fetched.
+pub fn load_space(model: &str) -> Result<Box<dyn Embedder>> {
+    let dir = crate::models::resolve(model)?;
+    if dir.join(AlignerInfo::FILE).is_file() {
+        return Ok(Box::new(MiniLmSpace::aligned(model, &dir)?));
+    }
+    if dir.join("preprocessor_config.json").is_file() {
+        return Ok(Box::new(ImageTextSpace {
+            space: model.to_string(),
+            model: ImageTextModel::load(&dir, &Device::Cpu)?,
+        }));
+    }
+    Ok(Box::new(MiniLmSpace::conse(model)?))
+}
+
+/// How EfficientNet-Lite0's output reaches the text space.
+#[derive(Debug, Clone)]
+pub enum ImageMapping {
+    /// Training-free, from the ImageNet class probabilities.
+    Conse(Conse),
+    /// A trained projector of the pooled features.
+    Projector(Projector),
+}
+
+impl ImageMapping {
+    /// ConSE over the 1000 ImageNet classes, their prompts embedded by `text`.
+    pub fn imagenet_conse(text: &dyn TextEmbedder) -> Result<Self> {
+        let prompts: Vec<String> = imagenet_classes()
+            .iter()
+            .map(|c| format!("a photo of a {}", c.name()))
+            .collect();
+        let prompts: Vec<&str> = prompts.iter().map(String::as_str).collect();
+        let rows = embed_texts(text, &prompts, 64)?;
+        let flat: Vec<f32> = rows.into_iter().flatten().collect();
+        let class_texts = Tensor::from_vec(flat, (prompts.len(), text.dim()), &Device::Cpu)?;
+        Ok(Self::Conse(Conse::new(class_texts, TOP_T)?))
+    }
+
+    /// Pooled EfficientNet features `(N, 1280)` → unit rows in the text space `(N, dim)`.
+    pub fn map(&self, net: &EfficientNet, pooled: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Conse(conse) => {
+                let probs = candle_nn::ops::softmax(&net.classify(pooled)?, D::Minus1)?;
+                conse.forward(&probs)
+            }
+            Self::Projector(p) => l2_normalize(&p.forward(pooled)?),
+        }
+    }
+}
+
+/// TensorFlow EfficientNet-Lite's eval preprocessing: shorter side 256, center crop 224,
+/// `(x − 127) / 128`.
+pub fn efficientnet_processor() -> ImageProcessor {
+    ImageProcessor::new(ImageProcessorConfig {
+        resize: Some(ResizeTo::ShortestEdge(256)),
+        filter: Filter::Bicubic,
+        kernel: Kernel::Pil,
+        crop: Some((224, 224)),
+        rescale: Some(1.0 / 255.0),
+        normalize: Some(([127.0 / 255.0; 3], [128.0 / 255.0; 3])),
+        convert_rgb: false,
+    })
+}
+
+/// Loads EfficientNet-Lite0 from the store (fetching it if needed).
+pub fn load_efficientnet() -> Result<EfficientNet> {
+    EfficientNet::load(&crate::models::resolve(IMAGE_MODEL)?)
+}
+
+/// A MiniLM-family text space with EfficientNet-Lite0 images mapped into it; the image
+/// side loads on the first image.
+pub struct MiniLmSpace {
     space: String,
     text: BertEmbedder,
+    scale: f32,
+    /// The trained projector's directory, or `None` for ConSE.
+    projector_dir: Option<std::path::PathBuf>,
     image: OnceLock<std::result::Result<ImageSide, String>>,
 }
 
 struct ImageSide {
-    image: EfficientNet,
+    net: EfficientNet,
     processor: ImageProcessor,
-    conse: Conse,
+    mapping: ImageMapping,
 }
 
-impl MiniLmConse {
-    /// Loads (fetching if needed) the text model `text_model`; EfficientNet-Lite0 and the
-    /// 1000 ImageNet class prompts' embeddings follow on the first image.
-    pub fn load(text_model: &str) -> Result<Self> {
+impl MiniLmSpace {
+    /// Texts by `text_model` (fetched if needed); images by ConSE.
+    pub fn conse(text_model: &str) -> Result<Self> {
         Ok(Self {
             space: text_model.to_string(),
             text: load_text_embedder(text_model)?,
+            scale: DEFAULT_SCALE,
+            projector_dir: None,
+            image: OnceLock::new(),
+        })
+    }
+
+    /// The trained aligner in `dir` (named `name`).
+    pub fn aligned(name: &str, dir: &Path) -> Result<Self> {
+        let info = AlignerInfo::load(dir)?;
+        if info.image_model != IMAGE_MODEL {
+            return Err(Error::model_file(
+                dir.join(AlignerInfo::FILE),
+                format!(
+                    "image model `{}` is not supported (only {IMAGE_MODEL})",
+                    info.image_model
+                ),
+            ));
+        }
+        let text = load_text_embedder(&info.text_model)?;
+        let projector = Projector::load(dir, &Device::Cpu)?;
+        let output = projector.config().output_dim;
+        if output != text.dim() {
+            return Err(Error::model_file(
+                dir.join("projector.json"),
+                format!(
+                    "the projector writes {output}-d vectors but `{}` embeds texts in {} dimensions",
+                    info.text_model,
+                    text.dim()
+                ),
+            ));
+        }
+        Ok(Self {
+            space: name.to_string(),
+            text,
+            scale: info.logit_scale,
+            projector_dir: Some(dir.to_path_buf()),
             image: OnceLock::new(),
         })
     }
 
     fn image_side(&self) -> Result<&ImageSide> {
         self.image
-            .get_or_init(|| ImageSide::load(&self.text).map_err(|e| format!("{e}")))
+            .get_or_init(|| self.load_image_side().map_err(|e| format!("{e}")))
             .as_ref()
             .map_err(|e| Error::InvalidInput(e.clone()))
+    }
+
+    fn load_image_side(&self) -> Result<ImageSide> {
+        let net = load_efficientnet()?;
+        let mapping = match &self.projector_dir {
+            None => ImageMapping::imagenet_conse(&self.text)?,
+            Some(dir) => {
+                let projector = Projector::load(dir, &Device::Cpu)?;
+                if projector.config().input_dim != net.config.head_channels {
+                    return Err(Error::model_file(
+                        dir.join("projector.json"),
+                        format!(
+                            "the projector reads {}-d features, EfficientNet gives {}",
+                            projector.config().input_dim,
+                            net.config.head_channels
+                        ),
+                    ));
+                }
+                ImageMapping::Projector(projector)
+            }
+        };
+        Ok(ImageSide {
+            net,
+            processor: efficientnet_processor(),
+            mapping,
+        })
     }
 
     fn embed_image(&self, path: &Path) -> Result<Vec<f32>> {
         let side = self.image_side()?;
         let pixels = side.processor.load_batch(&[path], &Device::Cpu)?;
-        let logits = side.image.forward(&pixels)?.logits;
-        let probs = candle_nn::ops::softmax(&logits, D::Minus1)?;
-        let row = side.conse.forward(&probs)?.squeeze(0)?.to_vec1::<f32>()?;
+        let pooled = side.net.forward(&pixels)?.pooled;
+        let row = side
+            .mapping
+            .map(&side.net, &pooled)?
+            .squeeze(0)?
+            .to_vec1::<f32>()?;
         if row.iter().any(|v| !v.is_finite()) {
             return Err(Error::Media {
                 path: path.to_path_buf(),
@@ -70,38 +216,7 @@ impl MiniLmConse {
     }
 }
 
-impl ImageSide {
-    fn load(text: &BertEmbedder) -> Result<Self> {
-        let dir = crate::models::resolve(IMAGE_MODEL)?;
-        let image = EfficientNet::load(&dir.join(IMAGE_WEIGHTS))?;
-        let prompts: Vec<String> = imagenet_classes()
-            .iter()
-            .map(|c| format!("a photo of a {}", c.name()))
-            .collect();
-        let prompts: Vec<&str> = prompts.iter().map(String::as_str).collect();
-        let rows = embed_texts(text, &prompts, 64)?;
-        let dim = text.dim();
-        let flat: Vec<f32> = rows.into_iter().flatten().collect();
-        let class_texts = Tensor::from_vec(flat, (prompts.len(), dim), &Device::Cpu)?;
-        // TensorFlow EfficientNet-Lite's eval preprocessing.
-        let processor = ImageProcessor::new(ImageProcessorConfig {
-            resize: Some(ResizeTo::ShortestEdge(256)),
-            filter: Filter::Bicubic,
-            kernel: Kernel::Pil,
-            crop: Some((224, 224)),
-            rescale: Some(1.0 / 255.0),
-            normalize: Some(([127.0 / 255.0; 3], [128.0 / 255.0; 3])),
-            convert_rgb: false,
-        });
-        Ok(Self {
-            image,
-            processor,
-            conse: Conse::new(class_texts, TOP_T)?,
-        })
-    }
-}
-
-impl Embedder for MiniLmConse {
+impl Embedder for MiniLmSpace {
     fn space(&self) -> &str {
         &self.space
     }
@@ -110,11 +225,56 @@ impl Embedder for MiniLmConse {
         self.text.dim()
     }
 
+    fn scoring(&self) -> Scoring {
+        Scoring::Softmax { scale: self.scale }
+    }
+
     fn embed_images(&self, paths: &[&Path]) -> Vec<Result<Vec<f32>>> {
         paths.iter().map(|p| self.embed_image(p)).collect()
     }
 
     fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         self.text.embed(texts)
+    }
+}
+
+/// A CLIP or SigLIP checkpoint as an embedding space.
+pub struct ImageTextSpace {
+    space: String,
+    model: ImageTextModel,
+}
+
+impl Embedder for ImageTextSpace {
+    fn space(&self) -> &str {
+        &self.space
+    }
+
+    fn dim(&self) -> usize {
+        self.model.dim()
+    }
+
+    fn scoring(&self) -> Scoring {
+        let (scale, bias) = self.model.logit_params();
+        match self.model {
+            ImageTextModel::Clip(_) => Scoring::Softmax { scale: scale.exp() },
+            ImageTextModel::Siglip(_) => Scoring::Sigmoid {
+                scale: scale.exp(),
+                bias,
+            },
+        }
+    }
+
+    fn embed_images(&self, paths: &[&Path]) -> Vec<Result<Vec<f32>>> {
+        paths
+            .iter()
+            .map(|p| {
+                let e = self.model.embed_image_files(&[p], true)?;
+                Ok(e.squeeze(0)?.to_vec1::<f32>()?)
+            })
+            .collect()
+    }
+
+    fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        Ok(self.model.text_embeddings(texts, true)?.to_vec2::<f32>()?)
     }
 }

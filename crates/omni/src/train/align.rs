@@ -21,7 +21,7 @@ use crate::projector::{Projector, ProjectorConfig, ProjectorKind};
 use crate::{Error, Result};
 
 /// The name of the temperature variable (its log, as in CLIP).
-const LOG_SCALE: &str = "logit_scale";
+pub const LOG_SCALE: &str = "logit_scale";
 
 /// Hyper-parameters of an alignment run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

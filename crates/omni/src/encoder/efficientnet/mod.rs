@@ -145,12 +145,18 @@ impl EfficientNet {
         }
         let feature_map = relu6(&self.head.forward(&x)?)?;
         let pooled = feature_map.flatten_from(2)?.mean(D::Minus1)?;
-        let logits = self.fc.forward(&pooled)?;
+        let logits = self.classify(&pooled)?;
         Ok(EfficientNetOutput {
             feature_map,
             pooled,
             logits,
         })
+    }
+
+    /// The classifier head alone: pooled features `[b, 1280]` → logits `[b, 1000]`
+    /// (for features computed earlier).
+    pub fn classify(&self, pooled: &Tensor) -> Result<Tensor> {
+        Ok(self.fc.forward(pooled)?)
     }
 }
 

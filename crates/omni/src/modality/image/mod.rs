@@ -24,6 +24,6 @@ pub use decode::{
     AlphaMode, DecodeLimits, SUPPORTED_FORMATS, decode_bytes, decode_reader, load_rgb,
     load_rgb_with, to_rgb,
 };
-pub use image::RgbImage;
+pub use image::{Rgb, RgbImage};
 pub use processor::{ImageProcessor, center_crop, resize};
 pub use resize::{Filter, Kernel, resize_u8};

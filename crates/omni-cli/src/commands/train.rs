@@ -1,0 +1,193 @@
+//! `omni train align`: train the image→text aligner (EfficientNet-Lite0 features into
+//! MiniLM space) on Fashion-MNIST and save it as a model of the store.
+
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use omni::projector::ProjectorKind;
+use omni::tasks::align::{AlignRecipe, AlignStage, FASHION_IMAGE_SIZE, train_fashion_aligner};
+use omni::tasks::text_embedding::DEFAULT_TEXT_MODEL;
+use omni::train::align::AlignConfig;
+use omni::train::datasets::Split;
+
+/// `omni train` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TrainCommand {
+    /// Train a projector from EfficientNet-Lite0 image features into a sentence
+    /// embedder's space (CLIP loss, learnable temperature, encoders frozen) on
+    /// Fashion-MNIST (Debian: dataset-fashion-mnist) with caption templates. Saves model
+    /// NAME in the store; run the same command again to resume after a stop.
+    Align(AlignArgs),
+}
+
+/// `--projector`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ProjectorArg {
+    Linear,
+    #[value(name = "mlp2x-gelu")]
+    Mlp2xGelu,
+}
+
+#[derive(Debug, Args)]
+pub struct AlignArgs {
+    /// The name the aligner is saved under (use it as `--model` in search, classify…).
+    #[arg(long, default_value = DEFAULT_ALIGNER)]
+    pub name: String,
+    /// The text space to align into.
+    #[arg(long, default_value = DEFAULT_TEXT_MODEL)]
+    pub text_model: String,
+    #[arg(long, value_enum, default_value_t = ProjectorArg::Linear)]
+    pub projector: ProjectorArg,
+    /// Hidden width of the MLP projector (default: the text width).
+    #[arg(long)]
+    pub hidden_dim: Option<usize>,
+    /// Optimizer steps.
+    #[arg(long, default_value_t = 1500, value_parser = clap::value_parser!(u32).range(1..))]
+    pub steps: u32,
+    /// Images per step.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(2..))]
+    pub batch_size: u32,
+    /// Peak learning rate (linear warm-up, then cosine decay).
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Train on the first N of the 60,000 training images (about 1,000 per class by
+    /// default; embedding them is most of the run's time).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=60_000))]
+    pub train_images: u32,
+    /// Evaluate on the first N of the 10,000 test images.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub eval_images: Option<u32>,
+    /// Side the 28×28 images are upsampled to for EfficientNet (its own is 224).
+    #[arg(long, default_value_t = FASHION_IMAGE_SIZE, value_parser = clap::value_parser!(u32).range(32..=512))]
+    pub image_size: u32,
+    /// Seed of the initial weights and the batch order.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The aligner `omni train align` makes by default.
+pub const DEFAULT_ALIGNER: &str = "effnet-minilm-fashion";
+
+/// Runs `omni train …`.
+pub fn run(command: TrainCommand) -> anyhow::Result<()> {
+    match command {
+        TrainCommand::Align(args) => align(args),
+    }
+}
+
+fn align(args: AlignArgs) -> anyhow::Result<()> {
+    let recipe = AlignRecipe {
+        name: args.name.clone(),
+        text_model: args.text_model.clone(),
+        train_images: Some(args.train_images as usize),
+        eval_images: args.eval_images.map(|n| n as usize),
+        image_size: args.image_size,
+        config: AlignConfig {
+            projector: match args.projector {
+                ProjectorArg::Linear => ProjectorKind::Linear,
+                ProjectorArg::Mlp2xGelu => ProjectorKind::Mlp2xGelu,
+            },
+            hidden_dim: args.hidden_dim,
+            batch_size: args.batch_size as usize,
+            steps: args.steps as usize,
+            lr: args.lr,
+            seed: args.seed,
+            checkpoint_every: 100,
+            ..AlignConfig::default()
+        },
+    };
+    let command = std::env::args()
+        .skip(1)
+        .fold("omni".to_string(), |s, a| s + " " + &a);
+    let start = Instant::now();
+    let bars = Bars::default();
+    let result = train_fashion_aligner(&recipe, &command, &mut |stage| bars.show(stage));
+    bars.finish();
+    let (dir, info) = result?.context("the run stopped before the end; run again to resume")?;
+    let e = &info.evaluation;
+    if args.json {
+        let out = serde_json::json!({
+            "model": recipe.name, "dir": dir, "logit_scale": info.logit_scale,
+            "evaluation": e, "seconds": start.elapsed().as_secs_f64(),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("saved {} in {}", recipe.name, dir.display());
+        println!(
+            "Fashion-MNIST test ({} images): zero-shot top-1 {:.1}%, text→image recall@1 {:.1}%, recall@5 {:.1}% ({} held-out captions)",
+            e.images,
+            100.0 * e.top1,
+            100.0 * e.recall_at_1,
+            100.0 * e.recall_at_5,
+            e.queries
+        );
+    }
+    Ok(())
+}
+
+/// One progress bar per stage: embedding each split, then training.
+#[derive(Default)]
+pub struct Bars {
+    current: std::cell::RefCell<Option<(String, ProgressBar)>>,
+}
+
+impl Bars {
+    /// Shows `stage`; always asks to go on.
+    pub fn show(&self, stage: AlignStage) -> bool {
+        let (key, len, pos, msg) = match stage {
+            AlignStage::Features { split, done, total } => {
+                let name = match split {
+                    Split::Train => "training",
+                    Split::Test => "test",
+                };
+                (
+                    format!("embedding Fashion-MNIST {name} images"),
+                    total,
+                    done,
+                    String::new(),
+                )
+            }
+            AlignStage::Train(p) => (
+                "training".to_string(),
+                p.steps,
+                p.step,
+                format!(
+                    "loss {:.4} temperature {:.4} lr {:.2e}",
+                    p.loss, p.temperature, p.lr
+                ),
+            ),
+        };
+        let mut current = self.current.borrow_mut();
+        if current.as_ref().is_none_or(|(k, _)| *k != key) {
+            if let Some((_, bar)) = current.take() {
+                bar.finish();
+            }
+            let bar = ProgressBar::new(len as u64);
+            bar.set_style(
+                ProgressStyle::with_template(&format!(
+                    "{key} [{{bar:30}}] {{pos}}/{{len}} {{per_sec}} eta {{eta}} {{wide_msg}}"
+                ))
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            *current = Some((key, bar));
+        }
+        if let Some((_, bar)) = current.as_ref() {
+            bar.set_position(pos as u64);
+            bar.set_message(msg);
+        }
+        true
+    }
+
+    /// Closes the last bar.
+    pub fn finish(&self) {
+        if let Some((_, bar)) = self.current.borrow_mut().take() {
+            bar.finish();
+        }
+    }
+}
