@@ -1,13 +1,20 @@
-//! `omni embed image|text --model DIR …`: embeddings from a CLIP or SigLIP model directory.
+//! `omni embed image|text …`: embeddings in one image–text space. A CLIP or SigLIP
+//! directory embeds with its own towers (raw projections on request); any other space
+//! (all-MiniLM-L6-v2 by default, images by ConSE; or a trained aligner) goes through
+//! [`omni::tasks::search_space::load_space`].
 
-use std::io::Write;
-use std::path::PathBuf;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use omni::encoder::ImageTextModel;
+use omni::index::Embedder;
 use omni::modality::image::RgbImage;
+use omni::tasks::text_embedding::DEFAULT_TEXT_MODEL;
+
+use super::index::load_embedder;
 
 use super::transcribe::set_threads;
 
@@ -16,31 +23,29 @@ use super::transcribe::set_threads;
 pub enum EmbedCommand {
     /// Embed image files (jpeg, png, webp, gif, bmp).
     Image(EmbedImageArgs),
-    /// Embed texts.
+    /// Embed texts (sentence embeddings with all-MiniLM-L6-v2 by default).
     Text(EmbedTextArgs),
-    /// Embed sentences with a sentence embedder (all-MiniLM-L6-v2 by default); one
-    /// L2-normalised vector per text.
-    Sentences(super::embed_sentences::EmbedTextArgs),
 }
 
 /// Options both subcommands share.
 #[derive(Debug, Args)]
 pub struct EmbedOptions {
-    /// A CLIP or SigLIP model: a directory with config.json, model.safetensors,
-    /// tokenizer.json and preprocessor_config.json, or a catalogue name.
-    #[arg(long, short)]
+    /// The space: a sentence embedder (images by EfficientNet-Lite0 + ConSE), a trained
+    /// aligner, or a CLIP/SigLIP directory (config.json, model.safetensors,
+    /// tokenizer.json, preprocessor_config.json).
+    #[arg(long, short, default_value = DEFAULT_TEXT_MODEL)]
     pub model: String,
 
     /// Print JSON: {"model", "dim", "normalized", "items": [{"input", "embedding"}]}.
     #[arg(long)]
     pub json: bool,
 
-    /// Print the raw projections instead of unit-length (L2-normalised) vectors.
+    /// Print the raw projections instead of unit-length vectors (CLIP/SigLIP only).
     #[arg(long)]
     pub no_normalize: bool,
 
     /// Inputs per forward pass.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
     pub batch_size: u16,
 
     /// Compute threads (default: the number of physical cores).
@@ -64,24 +69,47 @@ pub struct EmbedImageArgs {
 /// Arguments of `omni embed text`.
 #[derive(Debug, Args)]
 pub struct EmbedTextArgs {
-    #[arg(required = true, value_name = "TEXT")]
+    #[arg(value_name = "TEXT", required_unless_present = "file")]
     pub texts: Vec<String>,
+    /// Also embed each line of this file (`-` for stdin).
+    #[arg(long, short, value_name = "FILE")]
+    pub file: Option<PathBuf>,
     #[command(flatten)]
     pub opts: EmbedOptions,
 }
 
-fn load(opts: &EmbedOptions) -> anyhow::Result<ImageTextModel> {
+/// The model behind `--model`.
+enum Space {
+    /// A CLIP or SigLIP checkpoint, used directly (raw projections on request).
+    Towers(ImageTextModel),
+    /// Any other space, always unit vectors.
+    Other(Box<dyn Embedder>),
+}
+
+fn load(opts: &EmbedOptions) -> anyhow::Result<Space> {
     if let Some(threads) = opts.threads {
         set_threads(threads);
     }
     let start = Instant::now();
     let dir = omni::models::resolve(&opts.model)?;
-    let model = ImageTextModel::load(&dir, &candle_core::Device::Cpu)
-        .with_context(|| format!("loading {}", dir.display()))?;
+    let space = if dir.join("preprocessor_config.json").is_file() {
+        Space::Towers(
+            ImageTextModel::load(&dir, &candle_core::Device::Cpu)
+                .with_context(|| format!("loading {}", dir.display()))?,
+        )
+    } else {
+        if opts.no_normalize {
+            bail!(
+                "--no-normalize needs a CLIP or SigLIP model; `{}` gives unit vectors only",
+                opts.model
+            );
+        }
+        Space::Other(load_embedder(&opts.model)?)
+    };
     if opts.timings {
         eprintln!("load: {:.3} s", start.elapsed().as_secs_f64());
     }
-    Ok(model)
+    Ok(space)
 }
 
 /// Runs `omni embed`.
@@ -89,13 +117,30 @@ pub fn run(command: EmbedCommand) -> anyhow::Result<()> {
     match command {
         EmbedCommand::Image(args) => run_image(args),
         EmbedCommand::Text(args) => run_text(args),
-        EmbedCommand::Sentences(args) => super::embed_sentences::run(args),
     }
 }
 
 fn run_image(args: EmbedImageArgs) -> anyhow::Result<()> {
     let opts = &args.opts;
-    let model = load(opts)?;
+    let model = match load(opts)? {
+        Space::Towers(model) => model,
+        Space::Other(space) => {
+            let start = Instant::now();
+            let paths: Vec<&Path> = args.files.iter().map(PathBuf::as_path).collect();
+            let rows = space
+                .embed_images(&paths)
+                .into_iter()
+                .zip(&args.files)
+                .map(|(r, p)| r.with_context(|| format!("{}", p.display())))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            if opts.timings {
+                let t = start.elapsed().as_secs_f64();
+                eprintln!("encode: {t:.3} s ({:.1} images/s)", paths.len() as f64 / t);
+            }
+            let inputs: Vec<String> = args.files.iter().map(|p| p.display().to_string()).collect();
+            return print(opts, space.dim(), &inputs, &rows);
+        }
+    };
     let device = candle_core::Device::Cpu;
     let (mut t_pre, mut t_enc) = (0.0, 0.0);
     let mut rows = Vec::with_capacity(args.files.len());
@@ -126,25 +171,43 @@ fn run_image(args: EmbedImageArgs) -> anyhow::Result<()> {
 
 fn run_text(args: EmbedTextArgs) -> anyhow::Result<()> {
     let opts = &args.opts;
-    let model = load(opts)?;
+    let mut texts = args.texts.clone();
+    if let Some(file) = &args.file {
+        texts.extend(read_lines(file)?);
+    }
+    let space = load(opts)?;
     let start = Instant::now();
-    let mut rows = Vec::with_capacity(args.texts.len());
-    for chunk in args.texts.chunks(usize::from(opts.batch_size)) {
-        let texts: Vec<&str> = chunk.iter().map(String::as_str).collect();
-        rows.extend(
-            model
-                .text_embeddings(&texts, !opts.no_normalize)?
-                .to_vec2::<f32>()?,
-        );
+    let mut rows = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(usize::from(opts.batch_size)) {
+        let chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        match &space {
+            Space::Towers(model) => rows.extend(
+                model
+                    .text_embeddings(&chunk, !opts.no_normalize)?
+                    .to_vec2::<f32>()?,
+            ),
+            Space::Other(space) => rows.extend(space.embed_texts(&chunk)?),
+        }
     }
     if opts.timings {
         let t = start.elapsed().as_secs_f64();
-        eprintln!(
-            "encode: {t:.3} s ({:.1} texts/s)",
-            args.texts.len() as f64 / t
-        );
+        eprintln!("encode: {t:.3} s ({:.1} texts/s)", texts.len() as f64 / t);
     }
-    print(opts, model.dim(), &args.texts, &rows)
+    let dim = match &space {
+        Space::Towers(model) => model.dim(),
+        Space::Other(space) => space.dim(),
+    };
+    print(opts, dim, &texts, &rows)
+}
+
+fn read_lines(file: &Path) -> anyhow::Result<Vec<String>> {
+    let lines: std::io::Result<Vec<String>> = if file.as_os_str() == "-" {
+        std::io::stdin().lock().lines().collect()
+    } else {
+        let f = std::fs::File::open(file).with_context(|| format!("{}", file.display()))?;
+        std::io::BufReader::new(f).lines().collect()
+    };
+    lines.with_context(|| format!("{}: cannot read text lines", file.display()))
 }
 
 fn print(

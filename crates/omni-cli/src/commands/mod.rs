@@ -4,7 +4,6 @@ mod ask;
 mod chat;
 mod classify;
 mod embed;
-mod embed_sentences;
 mod eval;
 mod generate;
 mod index;
@@ -37,7 +36,7 @@ pub enum Command {
     Transcribe(transcribe::TranscribeArgs),
     /// Answer a question about a recording: transcribe it, then ask a language model.
     Ask(ask::AskArgs),
-    /// Embed images or texts with a CLIP or SigLIP model.
+    /// Embed images or texts in one image–text space (MiniLM by default, or CLIP/SigLIP).
     #[command(subcommand)]
     Embed(embed::EmbedCommand),
     /// Build and inspect the search index of your images and text files.

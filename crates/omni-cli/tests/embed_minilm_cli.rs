@@ -27,7 +27,7 @@ fn embed_text_json_matches_the_fixture() {
     let dir = dir.to_str().unwrap();
     let out = omni(&[
         "embed",
-        "sentences",
+        "text",
         "--model",
         dir,
         "--json",
@@ -41,9 +41,10 @@ fn embed_text_json_matches_the_fixture() {
     );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["dim"], 384);
-    let items = doc["embeddings"].as_array().unwrap();
+    assert_eq!(doc["normalized"], true);
+    let items = doc["items"].as_array().unwrap();
     assert_eq!(items.len(), 2);
-    assert_eq!(items[0]["text"], text);
+    assert_eq!(items[0]["input"], text);
     let got: Vec<f32> = serde_json::from_value(items[0]["embedding"].clone()).unwrap();
     let want: Vec<f32> = serde_json::from_value(case["embedding"].clone()).unwrap();
     let d = got
@@ -54,7 +55,7 @@ fn embed_text_json_matches_the_fixture() {
     assert!(d <= 1e-4, "max abs diff {d}");
 
     // Plain output: one line of 384 numbers per text.
-    let out = omni(&["embed", "sentences", "--model", dir, "a", "b", "c"]);
+    let out = omni(&["embed", "text", "--model", dir, "a", "b", "c"]);
     let text = String::from_utf8(out.stdout).unwrap();
     assert_eq!(text.lines().count(), 3);
     assert!(text.lines().all(|l| l.split(' ').count() == 384));
@@ -63,13 +64,7 @@ fn embed_text_json_matches_the_fixture() {
 #[test]
 fn embed_text_with_a_bad_model_dir_is_one_clear_line() {
     let dir = common::temp_dir("embed-bad-model");
-    let out = omni(&[
-        "embed",
-        "sentences",
-        "--model",
-        dir.to_str().unwrap(),
-        "hello",
-    ]);
+    let out = omni(&["embed", "text", "--model", dir.to_str().unwrap(), "hello"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
