@@ -81,7 +81,7 @@ pub struct EmbedTextArgs {
 /// The model behind `--model`.
 enum Space {
     /// A CLIP or SigLIP checkpoint, used directly (raw projections on request).
-    Towers(ImageTextModel),
+    Towers(Box<ImageTextModel>),
     /// Any other space, always unit vectors.
     Other(Box<dyn Embedder>),
 }
@@ -93,10 +93,10 @@ fn load(opts: &EmbedOptions) -> anyhow::Result<Space> {
     let start = Instant::now();
     let dir = omni::models::resolve(&opts.model)?;
     let space = if dir.join("preprocessor_config.json").is_file() {
-        Space::Towers(
+        Space::Towers(Box::new(
             ImageTextModel::load(&dir, &candle_core::Device::Cpu)
                 .with_context(|| format!("loading {}", dir.display()))?,
-        )
+        ))
     } else {
         if opts.no_normalize {
             bail!(
