@@ -217,3 +217,60 @@ fn classify_with_a_clip_checkpoint() {
         .sum();
     assert!((total - 1.0).abs() < 1e-4, "{v}");
 }
+
+/// An aligner whose projector writes vectors of another width than its text model's is
+/// refused by name, with both widths.
+#[test]
+fn an_aligner_of_the_wrong_width_is_refused() {
+    if common::model_dir("all-minilm-l6-v2", "model.safetensors").is_none() {
+        return;
+    }
+    let dir = common::temp_dir("bad-aligner");
+    let aligner = dir.join("narrow");
+    std::fs::create_dir_all(&aligner).unwrap();
+    let weights = std::collections::HashMap::from([
+        (
+            "weight".to_string(),
+            candle_core::Tensor::zeros(
+                (100, 1280),
+                candle_core::DType::F32,
+                &candle_core::Device::Cpu,
+            )
+            .unwrap(),
+        ),
+        (
+            "bias".to_string(),
+            candle_core::Tensor::zeros(100, candle_core::DType::F32, &candle_core::Device::Cpu)
+                .unwrap(),
+        ),
+    ]);
+    candle_core::safetensors::save(&weights, aligner.join("model.safetensors")).unwrap();
+    std::fs::write(
+        aligner.join("projector.json"),
+        r#"{"kind": "linear", "input_dim": 1280, "output_dim": 100}"#,
+    )
+    .unwrap();
+    let info = serde_json::json!({
+        "image_model": "efficientnet-lite0", "text_model": "all-minilm-l6-v2",
+        "logit_scale": 10.0, "command": "by hand",
+        "recipe": {"name": "narrow", "text_model": "all-minilm-l6-v2", "train_images": 1,
+                   "eval_images": 1, "image_size": 112,
+                   "config": omni::train::align::AlignConfig::default()},
+        "evaluation": {"images": 0, "top1": 0.0, "recall_at_1": 0.0, "recall_at_5": 0.0, "queries": 0},
+    });
+    std::fs::write(aligner.join("aligner.json"), info.to_string()).unwrap();
+    let out = omni(&[
+        "embed",
+        "text",
+        "--model",
+        aligner.to_str().unwrap(),
+        "hello",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("projector.json") && err.contains("100") && err.contains("384"),
+        "{err}"
+    );
+}

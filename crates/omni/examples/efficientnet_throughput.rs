@@ -12,6 +12,7 @@ use candle_core::{Device, Tensor};
 use omni::encoder::efficientnet::EfficientNet;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    omni::runtime::tune_allocator();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [pth, batch, rounds] = args.as_slice() else {
         return Err("usage: efficientnet_throughput PTH BATCH ROUNDS".into());

@@ -21,6 +21,7 @@ pub mod llm;
 pub mod modality;
 pub mod models;
 pub mod projector;
+pub mod runtime;
 pub mod tasks;
 pub mod train;
 

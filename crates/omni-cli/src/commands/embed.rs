@@ -44,7 +44,8 @@ pub struct EmbedOptions {
     #[arg(long)]
     pub no_normalize: bool,
 
-    /// Inputs per forward pass.
+    /// Inputs per forward pass of a CLIP/SigLIP model (other spaces batch 32 texts,
+    /// longest first).
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
     pub batch_size: u16,
 
@@ -177,18 +178,25 @@ fn run_text(args: EmbedTextArgs) -> anyhow::Result<()> {
     }
     let space = load(opts)?;
     let start = Instant::now();
-    let mut rows = Vec::with_capacity(texts.len());
-    for chunk in texts.chunks(usize::from(opts.batch_size)) {
-        let chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
-        match &space {
-            Space::Towers(model) => rows.extend(
-                model
-                    .text_embeddings(&chunk, !opts.no_normalize)?
-                    .to_vec2::<f32>()?,
-            ),
-            Space::Other(space) => rows.extend(space.embed_texts(&chunk)?),
+    let rows = match &space {
+        Space::Towers(model) => {
+            let mut rows = Vec::with_capacity(texts.len());
+            for chunk in texts.chunks(usize::from(opts.batch_size)) {
+                let chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
+                rows.extend(
+                    model
+                        .text_embeddings(&chunk, !opts.no_normalize)?
+                        .to_vec2::<f32>()?,
+                );
+            }
+            rows
         }
-    }
+        // Batched longest first by the space itself.
+        Space::Other(space) => {
+            let all: Vec<&str> = texts.iter().map(String::as_str).collect();
+            space.embed_texts(&all)?
+        }
+    };
     if opts.timings {
         let t = start.elapsed().as_secs_f64();
         eprintln!("encode: {t:.3} s ({:.1} texts/s)", texts.len() as f64 / t);

@@ -56,18 +56,6 @@ pub enum Command {
     Eval(eval::EvalCommand),
 }
 
-/// Called once at start-up, for every command. Keeps freed buffers of up to 32 MB in the heap: glibc otherwise maps and unmaps every
-/// large temporary (attention scores, feed-forward activations), and the page faults cost
-/// 20–25% of the encoder's time.
-pub fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator thresholds; called before the heavy allocations.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
-    }
-}
-
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {

@@ -28,6 +28,8 @@ use crate::{Error, Result};
 pub const IMAGE_MODEL: &str = "efficientnet-lite0";
 /// Classes mixed per image (Norouzi et al.'s T).
 const TOP_T: usize = 10;
+/// Texts per MiniLM forward pass.
+const TEXT_BATCH: usize = 32;
 /// Cosine-to-logit scale for spaces without a learned one (CLIP's upper bound).
 const DEFAULT_SCALE: f32 = 100.0;
 
@@ -234,7 +236,7 @@ impl Embedder for MiniLmSpace {
     }
 
     fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        self.text.embed(texts)
+        embed_texts(&self.text, texts, TEXT_BATCH)
     }
 }
 

@@ -1,6 +1,6 @@
 //! Text embeddings: load a sentence embedder by catalogue name or path, embed texts in
-//! batches (each batch is padded to its longest text, so batches of similar lengths are
-//! cheapest).
+//! batches. Each batch is padded to its longest text, so texts are batched longest first
+//! (as sentence-transformers does) and the results put back in order.
 
 use crate::encoder::TextEmbedder;
 use crate::encoder::bert::BertEmbedder;
@@ -16,7 +16,8 @@ pub fn load_text_embedder(name_or_path: &str) -> Result<BertEmbedder> {
     BertEmbedder::load(&dir)
 }
 
-/// Embeds `texts` in batches of `batch_size`; one vector per text, in order.
+/// Embeds `texts` in batches of `batch_size`, longest first; one vector per text, in the
+/// order given.
 pub fn embed_texts(
     model: &dyn TextEmbedder,
     texts: &[&str],
@@ -25,9 +26,14 @@ pub fn embed_texts(
     if batch_size == 0 {
         return Err(Error::InvalidInput("batch size must be at least 1".into()));
     }
-    let mut out = Vec::with_capacity(texts.len());
-    for chunk in texts.chunks(batch_size) {
-        out.extend(model.embed(chunk)?);
+    let mut order: Vec<usize> = (0..texts.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(texts[i].len()));
+    let mut out = vec![Vec::new(); texts.len()];
+    for chunk in order.chunks(batch_size) {
+        let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
+        for (&i, row) in chunk.iter().zip(model.embed(&batch)?) {
+            out[i] = row;
+        }
     }
     Ok(out)
 }
