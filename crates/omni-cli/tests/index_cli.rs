@@ -126,6 +126,19 @@ fn index_add_then_search_across_modalities() {
         let top = run(&["search", query, "--index", idx, "-k", "1"]);
         assert!(top.contains(want), "{query}: {top}");
     }
+    // Image hits carry a JPEG thumbnail made at indexing time.
+    let hits: serde_json::Value = serde_json::from_str(&run(&[
+        "search", "a cat", "--index", idx, "-k", "1", "--json",
+    ]))
+    .unwrap();
+    let thumb = hits[0]["thumbnail"].as_str().unwrap();
+    let (w, h) = image_size(thumb);
+    assert!(w.max(h) <= 256 && w.max(h) >= 128, "{thumb}: {w}x{h}");
     let again = run(&["index", "add", docs.to_str().unwrap(), "--index", idx]);
     assert!(again.contains("5 unchanged"), "{again}");
+}
+
+fn image_size(path: &str) -> (u32, u32) {
+    let image = omni::modality::image::load_rgb(std::path::Path::new(path)).unwrap();
+    image.dimensions()
 }

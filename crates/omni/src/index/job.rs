@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::entry::{Kind, NewEntry};
 use super::store::Index;
+use super::thumbnail::make_thumbnail;
 use crate::{Error, Result};
 
 /// Image extensions indexed (lower case).
@@ -71,6 +72,8 @@ pub struct IndexDirOptions {
     pub text_bytes: usize,
     /// Characters of a text file kept as its snippet.
     pub snippet_chars: usize,
+    /// Longer side of the JPEG thumbnails written under `<index>/thumbs/` (`None`: none).
+    pub thumbnail_size: Option<u32>,
 }
 
 impl Default for IndexDirOptions {
@@ -79,6 +82,7 @@ impl Default for IndexDirOptions {
             batch_size: 32,
             text_bytes: 16 << 10,
             snippet_chars: 200,
+            thumbnail_size: Some(256),
         }
     }
 }
@@ -195,7 +199,10 @@ pub fn index_dir(
                 }),
             }
         }
-        let entries = embed(embedder, pending, opts.snippet_chars, &mut report);
+        let thumbs = opts
+            .thumbnail_size
+            .map(|size| (index.dir().to_path_buf(), size));
+        let entries = embed(embedder, pending, opts.snippet_chars, thumbs, &mut report);
         if !entries.is_empty() {
             index.add(entries)?;
         }
@@ -353,6 +360,7 @@ fn embed(
     embedder: &dyn Embedder,
     pending: Vec<Pending>,
     snippet_chars: usize,
+    thumbs: Option<(PathBuf, u32)>,
     report: &mut IndexReport,
 ) -> Vec<NewEntry> {
     let dim = embedder.dim();
@@ -431,12 +439,19 @@ fn embed(
                     report.added += 1;
                 }
                 let snippet = p.text.as_deref().map(|t| snippet(t, snippet_chars));
+                let thumbnail = match (&thumbs, p.kind) {
+                    (Some((dir, size)), Kind::Image) => {
+                        make_thumbnail(dir, &p.path, &p.hash, *size)
+                            .map(|t| t.display().to_string())
+                    }
+                    _ => None,
+                };
                 entries.push(NewEntry {
                     path: p.key,
                     kind: p.kind,
                     hash: p.hash,
                     modified_ns: p.modified_ns,
-                    thumbnail: None,
+                    thumbnail,
                     snippet,
                     vector,
                 });

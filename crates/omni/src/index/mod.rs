@@ -20,6 +20,7 @@ mod simd;
 mod snapshot;
 mod store;
 mod table;
+mod thumbnail;
 mod wal;
 
 pub use entry::{Entry, Kind, NewEntry, hex};
