@@ -5,6 +5,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use omni::models::{FileState, ModelEntry, ModelStatus, Store};
+use omni::tasks::align::AlignerInfo;
 use serde_json::json;
 
 #[derive(Debug, Subcommand)]
@@ -91,6 +92,7 @@ fn list(store: &Store, args: &ListArgs) -> anyhow::Result<()> {
         .iter()
         .map(|m| Ok((m, store.status(&m.name)?)))
         .collect::<omni::Result<_>>()?;
+    let local = local_models(store);
     if args.json {
         let items: Vec<_> = rows
             .iter()
@@ -107,6 +109,12 @@ fn list(store: &Store, args: &ListArgs) -> anyhow::Result<()> {
                     "description": m.description,
                 })
             })
+            .chain(local.iter().map(|l| {
+                json!({
+                    "name": l.name, "kind": l.kind, "default": false, "size": l.size,
+                    "status": "local", "path": l.dir, "description": l.description,
+                })
+            }))
             .collect();
         println!("{}", serde_json::to_string_pretty(&items)?);
         return Ok(());
@@ -132,9 +140,19 @@ fn list(store: &Store, args: &ListArgs) -> anyhow::Result<()> {
             m.description.clone(),
         ]);
     }
+    for l in &local {
+        table.push([
+            l.name.clone(),
+            l.kind.to_string(),
+            human_size(l.size),
+            "local".into(),
+            l.description.clone(),
+        ]);
+    }
     print_table(&table);
     println!(
-        "\n* default model (pulled by a bare `omni models pull`); cache: {}",
+        "\n* default model (pulled by a bare `omni models pull`); local: made here (e.g. by \
+         `omni train align`); cache: {}",
         store.root().join("models").display()
     );
     Ok(())
@@ -326,6 +344,61 @@ fn verify(store: &Store, args: &VerifyArgs) -> anyhow::Result<()> {
 }
 
 /// Binary units, like the progress bars: `93.8 MiB`.
+/// A model directory of the cache that is not in the catalogue.
+struct LocalModel {
+    name: String,
+    kind: &'static str,
+    size: u64,
+    description: String,
+    dir: std::path::PathBuf,
+}
+
+/// The cache's own models: trained aligners, and directories users placed by hand.
+fn local_models(store: &Store) -> Vec<LocalModel> {
+    let root = store.root().join("models");
+    let mut out: Vec<LocalModel> = std::fs::read_dir(&root)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let name = e.file_name().into_string().ok()?;
+            let dir = e.path();
+            if name.starts_with('.') || !dir.is_dir() || store.catalog().get(&name).is_some() {
+                return None;
+            }
+            let (kind, description) = match AlignerInfo::load(&dir) {
+                Ok(info) => (
+                    "aligner",
+                    format!(
+                        "{} → {} projector, trained here: `{}` (Fashion-MNIST top-1 {:.1}%)",
+                        info.image_model,
+                        info.text_model,
+                        info.command,
+                        100.0 * info.evaluation.top1
+                    ),
+                ),
+                Err(_) => ("other", "placed in the cache by hand".to_string()),
+            };
+            let size = std::fs::read_dir(&dir)
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f.ok()?.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum();
+            Some(LocalModel {
+                name,
+                kind,
+                size,
+                description,
+                dir,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
 fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
     if bytes < 1024 {
