@@ -274,3 +274,61 @@ fn an_aligner_of_the_wrong_width_is_refused() {
         "{err}"
     );
 }
+
+/// `omni train align` in a scratch store: a run saves a named model, the same command
+/// resumes (here: finds the run finished), and other settings under the same name are
+/// refused instead of being mixed into the run.
+#[test]
+fn train_align_saves_resumes_and_refuses_other_settings() {
+    if !Path::new(FASHION_MNIST_DIR).is_dir() {
+        common::absent("Fashion-MNIST (apt-get install dataset-fashion-mnist)");
+        return;
+    }
+    let (Some(minilm), Some(effnet)) = (
+        common::model_dir("all-minilm-l6-v2", "model.safetensors"),
+        common::model_dir("efficientnet-lite0", ""),
+    ) else {
+        return;
+    };
+    let home = common::temp_dir("train-home");
+    std::fs::create_dir_all(home.join("models")).unwrap();
+    std::os::unix::fs::symlink(&minilm, home.join("models/all-minilm-l6-v2")).unwrap();
+    std::os::unix::fs::symlink(&effnet, home.join("models/efficientnet-lite0")).unwrap();
+    let train = |steps: &str| {
+        Command::new(env!("CARGO_BIN_EXE_omni"))
+            .env("OMNI_HOME", &home)
+            .env("OMNI_OFFLINE", "1")
+            .args([
+                "train",
+                "align",
+                "--name",
+                "tiny",
+                "--json",
+                "--train-images",
+                "48",
+            ])
+            .args([
+                "--eval-images",
+                "16",
+                "--batch-size",
+                "16",
+                "--steps",
+                steps,
+            ])
+            .output()
+            .unwrap()
+    };
+    let first = ok(&train("4"));
+    assert_eq!(first["model"], "tiny");
+    let dir = home.join("models/tiny");
+    for file in ["aligner.json", "projector.json", "model.safetensors"] {
+        assert!(dir.join(file).is_file(), "{file}");
+    }
+    let again = ok(&train("4"));
+    assert_eq!(again["logit_scale"], first["logit_scale"]);
+    let other = train("5");
+    assert_eq!(other.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&other.stderr);
+    assert!(err.contains("other settings"), "{err}");
+    std::fs::remove_dir_all(&home).ok();
+}

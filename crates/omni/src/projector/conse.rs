@@ -7,6 +7,7 @@
 
 use candle_core::{Device, Tensor};
 
+use crate::encoder::l2_normalize;
 use crate::{Error, Result};
 
 /// ConSE over a classifier's label set.
@@ -59,9 +60,7 @@ impl Conse {
         }
         let weights =
             Tensor::from_vec(weights, (n, classes), &Device::Cpu)?.to_device(probs.device())?;
-        let mixed = weights.matmul(&self.class_texts)?;
-        let norm = mixed.sqr()?.sum_keepdim(1)?.sqrt()?;
-        Ok(mixed.broadcast_div(&(norm + 1e-12)?)?)
+        l2_normalize(&weights.matmul(&self.class_texts)?)
     }
 }
 

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{D, DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use super::classify::captions;
 use super::search_space::{IMAGE_MODEL, ImageMapping, load_efficientnet};
 use crate::encoder::efficientnet::EfficientNet;
 use crate::encoder::{TextEmbedder, l2_normalize};
@@ -54,14 +55,6 @@ pub const HELD_OUT_TEMPLATES: [&str; 5] = [
     "a catalogue photo showing a {}.",
     "this is a {}.",
 ];
-
-/// Fills each template with each name: `(names × templates)` captions, name-major.
-pub fn captions(names: &[&str], templates: &[&str]) -> Vec<String> {
-    names
-        .iter()
-        .flat_map(|n| templates.iter().map(move |t| t.replace("{}", n)))
-        .collect()
-}
 
 /// One unit text embedding per class: the normalised mean of its templates' embeddings
 /// (CLIP's prompt ensembling). `(classes, dim)`.
@@ -384,6 +377,7 @@ pub fn train_fashion_aligner(
     };
     let home = crate::models::omni_home();
     let checkpoints = Checkpoints::open(home.join("runs").join(&recipe.name))?;
+    claim_run_dir(checkpoints.dir(), recipe)?;
     let Some(aligner) = train_align(&recipe.config, &data, &checkpoints, &mut |p| {
         progress(AlignStage::Train(p))
     })?
@@ -409,6 +403,27 @@ pub fn train_fashion_aligner(
     let dir = crate::models::Store::open()?.model_dir(&recipe.name);
     export(&dir, &aligner.projector, &checkpoints, &info)?;
     Ok(Some((dir, info)))
+}
+
+/// Records `recipe` in the run directory, or checks that the run there follows the same
+/// recipe (data included, not only the optimizer settings), so a resume never mixes two.
+fn claim_run_dir(dir: &Path, recipe: &AlignRecipe) -> Result<()> {
+    let path = dir.join("recipe.json");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let theirs: AlignRecipe =
+                serde_json::from_str(&text).map_err(|e| Error::model_file(&path, e.to_string()))?;
+            if theirs != *recipe {
+                return Err(Error::InvalidInput(format!(
+                    "{} holds a run with other settings ({theirs:?}); remove it or train under another --name",
+                    dir.display()
+                )));
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => write_json(&path, recipe),
+        Err(e) => Err(Error::io(&path, e)),
+    }
 }
 
 /// Writes the model directory under a temporary name, then swaps it into place.

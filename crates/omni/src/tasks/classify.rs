@@ -50,10 +50,8 @@ impl LabelSet {
                 "template `{bad}` has no `{{}}` for the label"
             )));
         }
-        let captions: Vec<String> = labels
-            .iter()
-            .flat_map(|l| templates.iter().map(move |t| t.replace("{}", l)))
-            .collect();
+        let labels_ref: Vec<&str> = labels.iter().map(String::as_str).collect();
+        let captions = captions(&labels_ref, templates);
         let refs: Vec<&str> = captions.iter().map(String::as_str).collect();
         let embedded = space.embed_texts(&refs)?;
         let rows = embedded
@@ -106,6 +104,14 @@ impl LabelSet {
             .map(|e| e.map(|e| self.score(&e)))
             .collect()
     }
+}
+
+/// Fills each template's `{}` with each label: `labels × templates` captions, label-major.
+pub fn captions(labels: &[&str], templates: &[&str]) -> Vec<String> {
+    labels
+        .iter()
+        .flat_map(|l| templates.iter().map(move |t| t.replace("{}", l)))
+        .collect()
 }
 
 fn unit(mut v: Vec<f32>) -> Vec<f32> {
