@@ -47,15 +47,7 @@ pub fn run(command: EvalCommand) -> anyhow::Result<()> {
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!(
-            "{}: Fashion-MNIST test ({} images): zero-shot top-1 {:.1}%, text→image recall@1 {:.1}%, recall@5 {:.1}% ({} held-out captions)",
-            args.model,
-            e.images,
-            100.0 * e.top1,
-            100.0 * e.recall_at_1,
-            100.0 * e.recall_at_5,
-            e.queries
-        );
+        println!("{}: {e}", args.model);
     }
     Ok(())
 }

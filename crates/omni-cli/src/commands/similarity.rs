@@ -31,7 +31,7 @@ pub fn run(args: SimilarityArgs) -> anyhow::Result<()> {
     let space = load_embedder(&args.model)?;
     let embed = |input: &str| -> anyhow::Result<Vec<f32>> {
         let path = Path::new(input);
-        if path.is_file() && is_image_path(path) {
+        if is_image_input(input) {
             space
                 .embed_images(&[path])
                 .pop()
@@ -50,13 +50,7 @@ pub fn run(args: SimilarityArgs) -> anyhow::Result<()> {
         let e = embed(other)?;
         scores.push((other, dot(&first, &e)));
     }
-    let kind = |s: &str| {
-        if Path::new(s).is_file() && is_image_path(Path::new(s)) {
-            "image"
-        } else {
-            "text"
-        }
-    };
+    let kind = |s: &str| if is_image_input(s) { "image" } else { "text" };
     if args.json {
         let items: Vec<_> = scores
             .iter()
@@ -70,4 +64,10 @@ pub fn run(args: SimilarityArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether `input` names an existing image file (otherwise it is text).
+fn is_image_input(input: &str) -> bool {
+    let path = Path::new(input);
+    path.is_file() && is_image_path(path)
 }

@@ -118,14 +118,7 @@ fn align(args: AlignArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         println!("saved {} in {}", recipe.name, dir.display());
-        println!(
-            "Fashion-MNIST test ({} images): zero-shot top-1 {:.1}%, text→image recall@1 {:.1}%, recall@5 {:.1}% ({} held-out captions)",
-            e.images,
-            100.0 * e.top1,
-            100.0 * e.recall_at_1,
-            100.0 * e.recall_at_5,
-            e.queries
-        );
+        println!("{e}");
     }
     Ok(())
 }

@@ -150,6 +150,20 @@ pub struct FashionScores {
     pub queries: usize,
 }
 
+impl std::fmt::Display for FashionScores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Fashion-MNIST test ({} images): zero-shot top-1 {:.1}%, text→image recall@1 {:.1}%, recall@5 {:.1}% ({} held-out captions)",
+            self.images,
+            100.0 * self.top1,
+            100.0 * self.recall_at_1,
+            100.0 * self.recall_at_5,
+            self.queries
+        )
+    }
+}
+
 /// Pooled EfficientNet features of a labelled image set.
 #[derive(Debug, Clone)]
 pub struct Features {

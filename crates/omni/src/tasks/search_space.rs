@@ -109,8 +109,8 @@ pub struct MiniLmSpace {
     space: String,
     text: BertEmbedder,
     scale: f32,
-    /// The trained projector's directory, or `None` for ConSE.
-    projector_dir: Option<std::path::PathBuf>,
+    /// The trained projector and its directory, or `None` for ConSE.
+    projector: Option<(std::path::PathBuf, Projector)>,
     image: OnceLock<std::result::Result<ImageSide, String>>,
 }
 
@@ -127,7 +127,7 @@ impl MiniLmSpace {
             space: text_model.to_string(),
             text: load_text_embedder(text_model)?,
             scale: DEFAULT_SCALE,
-            projector_dir: None,
+            projector: None,
             image: OnceLock::new(),
         })
     }
@@ -161,7 +161,7 @@ impl MiniLmSpace {
             space: name.to_string(),
             text,
             scale: info.logit_scale,
-            projector_dir: Some(dir.to_path_buf()),
+            projector: Some((dir.to_path_buf(), projector)),
             image: OnceLock::new(),
         })
     }
@@ -175,10 +175,9 @@ impl MiniLmSpace {
 
     fn load_image_side(&self) -> Result<ImageSide> {
         let net = load_efficientnet()?;
-        let mapping = match &self.projector_dir {
+        let mapping = match &self.projector {
             None => ImageMapping::imagenet_conse(&self.text)?,
-            Some(dir) => {
-                let projector = Projector::load(dir, &Device::Cpu)?;
+            Some((dir, projector)) => {
                 if projector.config().input_dim != net.config.head_channels {
                     return Err(Error::model_file(
                         dir.join("projector.json"),
@@ -189,7 +188,7 @@ impl MiniLmSpace {
                         ),
                     ));
                 }
-                ImageMapping::Projector(projector)
+                ImageMapping::Projector(projector.clone())
             }
         };
         Ok(ImageSide {
