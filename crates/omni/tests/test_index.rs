@@ -14,6 +14,7 @@ use omni::index::{
     Embedder, HnswParams, Index, IndexDirOptions, IndexOptions, Kind, NewEntry, SearchMode,
     SearchOptions, index_dir,
 };
+use omni::modality::image::ImageSource;
 
 // ---------------------------------------------------------------- test doubles
 
@@ -90,11 +91,12 @@ impl Embedder for HashEmbedder {
     fn dim(&self) -> usize {
         self.dim
     }
-    fn embed_images(&self, paths: &[&Path]) -> Vec<omni::Result<Vec<f32>>> {
-        paths
+    fn embed_images(&self, images: &[ImageSource]) -> Vec<omni::Result<Vec<f32>>> {
+        images
             .iter()
-            .map(|p| {
-                let bytes = std::fs::read(p).map_err(|e| omni::Error::io(*p, e))?;
+            .map(|source| {
+                let p = source.name();
+                let bytes = std::fs::read(p).map_err(|e| omni::Error::io(p, e))?;
                 if bytes.starts_with(b"BAD") {
                     return Err(omni::Error::Media {
                         path: p.to_path_buf(),

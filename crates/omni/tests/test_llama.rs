@@ -271,6 +271,55 @@ fn embeddings_in_give_the_same_logits_as_tokens_in() {
     ));
 }
 
+/// Continuous batching: decoding three sequences of different lengths together, one
+/// token each per batched step, gives each the tokens it gets alone.
+#[test]
+fn batched_decoding_gives_each_sequence_its_own_tokens() {
+    let Some(llm) = smollm2() else { return };
+    let prompts = [
+        "The capital of France is",
+        "1, 2, 3, 4,",
+        "Once upon a time, in a small village",
+    ];
+    let steps = 12;
+    let alone: Vec<Vec<u32>> = prompts
+        .iter()
+        .map(|p| {
+            let tokens = llm.tokenizer.encode(p, true, false).unwrap();
+            let mut cache = llm.new_cache(Some(128));
+            let out = llm
+                .generate(&mut cache, &tokens, &greedy(steps, true), &mut |_| true)
+                .unwrap();
+            out.tokens
+        })
+        .collect();
+    let mut caches: Vec<_> = prompts.iter().map(|_| llm.new_cache(Some(128))).collect();
+    let mut next: Vec<u32> = prompts
+        .iter()
+        .zip(&mut caches)
+        .map(|(p, cache)| {
+            let tokens = llm.tokenizer.encode(p, true, false).unwrap();
+            omni::llm::argmax(&llm.model.forward(&tokens, cache).unwrap())
+        })
+        .collect();
+    let mut batched: Vec<Vec<u32>> = vec![Vec::new(); prompts.len()];
+    for _ in 0..steps {
+        for (seq, &t) in batched.iter_mut().zip(&next) {
+            seq.push(t);
+        }
+        let mut refs: Vec<&mut omni::llm::KvCache> = caches.iter_mut().collect();
+        let logits = llm.model.forward_batch(&next, &mut refs).unwrap();
+        next = logits.iter().map(|l| omni::llm::argmax(l)).collect();
+    }
+    assert_eq!(batched, alone);
+    // A batch and its caches must agree in number.
+    let mut refs: Vec<&mut omni::llm::KvCache> = caches.iter_mut().take(1).collect();
+    assert!(matches!(
+        llm.model.forward_batch(&[1, 2], &mut refs),
+        Err(Error::InvalidInput(_))
+    ));
+}
+
 #[test]
 fn a_prompt_longer_than_the_context_is_an_error() {
     let Some(llm) = smollm2() else { return };

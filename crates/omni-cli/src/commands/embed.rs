@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use omni::encoder::ImageTextModel;
 use omni::index::Embedder;
-use omni::modality::image::RgbImage;
+use omni::modality::image::{ImageSource, RgbImage};
 use omni::tasks::text_embedding::DEFAULT_TEXT_MODEL;
 
 use super::index::load_embedder;
@@ -127,16 +127,20 @@ fn run_image(args: EmbedImageArgs) -> anyhow::Result<()> {
         Space::Towers(model) => model,
         Space::Other(space) => {
             let start = Instant::now();
-            let paths: Vec<&Path> = args.files.iter().map(PathBuf::as_path).collect();
+            let sources: Vec<ImageSource> =
+                args.files.iter().map(|p| ImageSource::File(p)).collect();
             let rows = space
-                .embed_images(&paths)
+                .embed_images(&sources)
                 .into_iter()
                 .zip(&args.files)
                 .map(|(r, p)| r.with_context(|| format!("{}", p.display())))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             if opts.timings {
                 let t = start.elapsed().as_secs_f64();
-                eprintln!("encode: {t:.3} s ({:.1} images/s)", paths.len() as f64 / t);
+                eprintln!(
+                    "encode: {t:.3} s ({:.1} images/s)",
+                    sources.len() as f64 / t
+                );
             }
             let inputs: Vec<String> = args.files.iter().map(|p| p.display().to_string()).collect();
             return print(opts, space.dim(), &inputs, &rows);

@@ -9,6 +9,7 @@ mod generate;
 mod index;
 mod models;
 mod search;
+mod serve;
 mod similarity;
 mod train;
 mod transcribe;
@@ -54,6 +55,8 @@ pub enum Command {
     /// Measure an image–text space on a labelled dataset.
     #[command(subcommand)]
     Eval(eval::EvalCommand),
+    /// Serve the models over an OpenAI-compatible HTTP API, with a search-and-chat page.
+    Serve(serve::ServeArgs),
 }
 
 /// Runs the parsed command.
@@ -71,5 +74,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Similarity(args) => similarity::run(args),
         Command::Train(command) => train::run(command),
         Command::Eval(command) => eval::run(command),
+        Command::Serve(args) => serve::run(args),
     }
 }

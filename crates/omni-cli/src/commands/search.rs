@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use omni::index::{Index, IndexOptions, Kind, SearchOptions};
+use omni::modality::image::ImageSource;
 use serde_json::json;
 
 use super::index::{IndexLocation, load_embedder};
@@ -46,7 +47,7 @@ pub fn run(args: SearchArgs) -> anyhow::Result<()> {
     let embedder = load_embedder(index.space())?;
     let query = match (&args.query, &args.image) {
         (_, Some(image)) => embedder
-            .embed_images(&[image.as_path()])
+            .embed_images(&[ImageSource::File(image)])
             .pop()
             .context("the embedder returned no vector")??,
         (Some(text), None) => embedder

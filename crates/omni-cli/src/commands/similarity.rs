@@ -7,6 +7,7 @@ use std::path::Path;
 use anyhow::Context;
 use clap::Args;
 use omni::index::{dot, is_image_path};
+use omni::modality::image::ImageSource;
 use serde_json::json;
 
 use super::index::{DEFAULT_MODEL, load_embedder};
@@ -33,7 +34,7 @@ pub fn run(args: SimilarityArgs) -> anyhow::Result<()> {
         let path = Path::new(input);
         if is_image_input(input) {
             space
-                .embed_images(&[path])
+                .embed_images(&[ImageSource::File(path)])
                 .pop()
                 .context("the model returned no vector")?
                 .map_err(Into::into)

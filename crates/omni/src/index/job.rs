@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use super::entry::{Kind, NewEntry};
 use super::store::Index;
 use super::thumbnail::make_thumbnail;
+use crate::modality::image::ImageSource;
 use crate::{Error, Result};
 
 /// Image extensions indexed (lower case).
@@ -26,8 +27,8 @@ pub trait Embedder {
     fn space(&self) -> &str;
     /// The vector dimension.
     fn dim(&self) -> usize;
-    /// One result per path, in order: a bad image fails alone.
-    fn embed_images(&self, paths: &[&Path]) -> Vec<Result<Vec<f32>>>;
+    /// One result per image (a file or bytes), in order: a bad image fails alone.
+    fn embed_images(&self, images: &[ImageSource]) -> Vec<Result<Vec<f32>>>;
     /// One vector per text, in order.
     fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>>;
     /// How cosine similarities become label probabilities (zero-shot classification).
@@ -371,8 +372,11 @@ fn embed(
         .filter(|&i| pending[i].kind == Kind::Image)
         .collect();
     if !images.is_empty() {
-        let paths: Vec<&Path> = images.iter().map(|&i| pending[i].path.as_path()).collect();
-        let out = embedder.embed_images(&paths);
+        let sources: Vec<ImageSource> = images
+            .iter()
+            .map(|&i| ImageSource::File(&pending[i].path))
+            .collect();
+        let out = embedder.embed_images(&sources);
         if out.len() != images.len() {
             let why = format!(
                 "the embedder returned {} results for {} images",

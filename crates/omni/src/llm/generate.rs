@@ -102,6 +102,36 @@ pub fn generate(
     options: &GenerateOptions,
     on_text: &mut dyn FnMut(&str) -> bool,
 ) -> Result<Generation> {
+    let (logits, mut stats) = prefill(model, cache, prompt, options)?;
+    let t1 = Instant::now();
+    let mut decoding = Decoding::new(prompt, logits, options);
+    loop {
+        let text = decoding.step(tokenizer, cache.len() < cache.capacity());
+        if !text.is_empty() && !on_text(&text) {
+            let rest = decoding.cancel();
+            if !rest.is_empty() {
+                on_text(&rest);
+            }
+            break;
+        }
+        let Some(token) = decoding.pending() else {
+            break;
+        };
+        decoding.set_logits(model.forward(&[token], cache)?);
+        stats.decode_tokens += 1;
+    }
+    stats.decode_secs = t1.elapsed().as_secs_f64();
+    Ok(decoding.into_generation(stats))
+}
+
+/// Checks the request and runs the part of `prompt` that `cache` does not hold yet;
+/// returns the next-token logits and the prefill's statistics.
+pub fn prefill(
+    model: &dyn Backbone,
+    cache: &mut KvCache,
+    prompt: &[u32],
+    options: &GenerateOptions,
+) -> Result<(Vec<f32>, GenerationStats)> {
     options.sampling.validate()?;
     if prompt.is_empty() {
         return Err(Error::InvalidInput("the prompt is empty".into()));
@@ -120,54 +150,123 @@ pub fn generate(
         ..GenerationStats::default()
     };
     let t0 = Instant::now();
-    let mut logits = model.forward(&prompt[cache.len()..], cache)?;
+    let logits = model.forward(&prompt[cache.len()..], cache)?;
     stats.prefill_secs = t0.elapsed().as_secs_f64();
+    Ok((logits, stats))
+}
 
-    let t1 = Instant::now();
-    let mut sampler = Sampler::new(options.sampling.clone());
-    let mut history = prompt.to_vec();
-    let mut stream = TextStream::new(&options.stop);
-    let mut text = String::new();
-    let mut tokens = Vec::new();
-    let finish = loop {
-        if tokens.len() >= options.max_tokens {
-            break FinishReason::Length;
-        }
-        let token = sampler.sample(&mut logits, &history);
-        if !options.ignore_eos && tokenizer.is_eog(token) {
-            break FinishReason::Eos;
-        }
-        tokens.push(token);
-        history.push(token);
-        let released = stream.push(tokenizer.piece(token));
-        text.push_str(&released.text);
-        if !released.text.is_empty() && !on_text(&released.text) {
-            break FinishReason::Cancelled;
-        }
-        if released.stopped {
-            break FinishReason::Stop;
-        }
-        if tokens.len() >= options.max_tokens {
-            break FinishReason::Length;
-        }
-        if cache.len() >= cache.capacity() {
-            break FinishReason::ContextFull;
-        }
-        logits = model.forward(&[token], cache)?;
-        stats.decode_tokens += 1;
-    };
-    stats.decode_secs = t1.elapsed().as_secs_f64();
-    if finish != FinishReason::Stop {
-        let rest = stream.finish();
-        if !rest.is_empty() {
-            text.push_str(&rest);
-            on_text(&rest);
+/// The token-by-token state of one generation after its prefill: sampling, stop strings,
+/// end-of-generation and the token budget. [`generate`] drives one; a scheduler can
+/// drive many, running their pending tokens as one batch
+/// ([`super::LlamaModel::forward_batch`]).
+#[derive(Debug)]
+pub struct Decoding {
+    sampler: Sampler,
+    history: Vec<u32>,
+    stream: TextStream,
+    text: String,
+    tokens: Vec<u32>,
+    max_tokens: usize,
+    ignore_eos: bool,
+    logits: Vec<f32>,
+    pending: Option<u32>,
+    finish: Option<FinishReason>,
+}
+
+impl Decoding {
+    /// Starts after `prompt`, whose last position gave `logits`.
+    pub fn new(prompt: &[u32], logits: Vec<f32>, options: &GenerateOptions) -> Self {
+        Self {
+            sampler: Sampler::new(options.sampling.clone()),
+            history: prompt.to_vec(),
+            stream: TextStream::new(&options.stop),
+            text: String::new(),
+            tokens: Vec::new(),
+            max_tokens: options.max_tokens,
+            ignore_eos: options.ignore_eos,
+            logits,
+            pending: None,
+            finish: None,
         }
     }
-    Ok(Generation {
-        text,
-        tokens,
-        finish_reason: finish,
-        stats,
-    })
+
+    /// Samples the next token from the last logits and returns the text that became
+    /// final (often empty). Afterwards either [`Self::finish_reason`] is set or
+    /// [`Self::pending`] holds the token to run next. `room`: whether the cache has a
+    /// free position for it.
+    pub fn step(&mut self, tokenizer: &LlmTokenizer, room: bool) -> String {
+        self.pending = None;
+        if self.finish.is_some() {
+            return String::new();
+        }
+        if self.tokens.len() >= self.max_tokens {
+            return self.end(FinishReason::Length);
+        }
+        let token = self.sampler.sample(&mut self.logits, &self.history);
+        if !self.ignore_eos && tokenizer.is_eog(token) {
+            return self.end(FinishReason::Eos);
+        }
+        self.tokens.push(token);
+        self.history.push(token);
+        let released = self.stream.push(tokenizer.piece(token));
+        self.text.push_str(&released.text);
+        let mut text = released.text;
+        if released.stopped {
+            self.finish = Some(FinishReason::Stop);
+        } else if self.tokens.len() >= self.max_tokens {
+            text.push_str(&self.end(FinishReason::Length));
+        } else if !room {
+            text.push_str(&self.end(FinishReason::ContextFull));
+        } else {
+            self.pending = Some(token);
+        }
+        text
+    }
+
+    /// Ends the generation at the caller's request; returns the text still held back.
+    pub fn cancel(&mut self) -> String {
+        self.pending = None;
+        if self.finish.is_some() {
+            return String::new();
+        }
+        self.end(FinishReason::Cancelled)
+    }
+
+    /// The sampled token that must run before the next [`Self::step`].
+    pub fn pending(&self) -> Option<u32> {
+        self.pending
+    }
+
+    /// The logits the pending token gave.
+    pub fn set_logits(&mut self, logits: Vec<f32>) {
+        self.logits = logits;
+    }
+
+    /// Why the generation ended, once it has.
+    pub fn finish_reason(&self) -> Option<FinishReason> {
+        self.finish
+    }
+
+    /// Tokens generated so far.
+    pub fn generated(&self) -> usize {
+        self.tokens.len()
+    }
+
+    /// The result, with the caller's timings.
+    pub fn into_generation(self, stats: GenerationStats) -> Generation {
+        Generation {
+            text: self.text,
+            tokens: self.tokens,
+            finish_reason: self.finish.unwrap_or(FinishReason::Cancelled),
+            stats,
+        }
+    }
+
+    /// Finishes for `reason`, releasing (and returning) the text held back for stop strings.
+    fn end(&mut self, reason: FinishReason) -> String {
+        self.finish = Some(reason);
+        let rest = self.stream.finish();
+        self.text.push_str(&rest);
+        rest
+    }
 }

@@ -33,7 +33,9 @@ use candle_core::{DType, Device, Tensor};
 
 pub use chat_template::{ChatTemplate, Message};
 pub use config::{Arch, LlmConfig, RopeStyle, SUPPORTED_ARCHITECTURES};
-pub use generate::{FinishReason, GenerateOptions, Generation, GenerationStats, generate};
+pub use generate::{
+    Decoding, FinishReason, GenerateOptions, Generation, GenerationStats, generate, prefill,
+};
 pub use gguf::{GgufFile, Metadata};
 pub use kv_cache::KvCache;
 pub use model::LlamaModel;

@@ -143,8 +143,7 @@ impl LlamaModel {
     /// `cache.len()..cache.len() + seq`, appends their keys/values to `cache` and returns
     /// the logits of the last position (`vocab_size`).
     pub fn forward_hidden(&self, hidden: &[f32], cache: &mut KvCache) -> Result<Vec<f32>> {
-        let c = &self.config;
-        let d = c.hidden_size;
+        let d = self.config.hidden_size;
         if hidden.is_empty() || !hidden.len().is_multiple_of(d) {
             return Err(Error::InvalidInput(format!(
                 "input embeddings of {} values are not a non-empty sequence of {d}-dim vectors",
@@ -152,41 +151,95 @@ impl LlamaModel {
             )));
         }
         let seq = hidden.len() / d;
-        let start = cache.len();
-        if start + seq > cache.capacity() {
-            return Err(Error::ContextOverflow {
-                tokens: start + seq,
-                context: cache.capacity(),
-            });
+        let mut logits = self.forward_segments(hidden, &mut [cache], &[seq])?;
+        Ok(logits.remove(0))
+    }
+
+    /// One decoding step of several sequences at once (continuous batching): token
+    /// `tokens[i]` runs at the next position of `caches[i]`. The weights are read once
+    /// for the whole batch. Returns each sequence's next-token logits.
+    pub fn forward_batch(
+        &self,
+        tokens: &[u32],
+        caches: &mut [&mut KvCache],
+    ) -> Result<Vec<Vec<f32>>> {
+        if tokens.is_empty() || tokens.len() != caches.len() {
+            return Err(Error::InvalidInput(format!(
+                "a batch of {} tokens for {} sequences",
+                tokens.len(),
+                caches.len()
+            )));
         }
+        let hidden = self.embed_tokens(tokens)?;
+        self.forward_segments(&hidden, caches, &vec![1; tokens.len()])
+    }
+
+    /// Runs consecutive row segments of `hidden`, segment `i` (`lens[i]` rows) at the next
+    /// positions of `caches[i]`; returns the logits of each segment's last row.
+    fn forward_segments(
+        &self,
+        hidden: &[f32],
+        caches: &mut [&mut KvCache],
+        lens: &[usize],
+    ) -> Result<Vec<Vec<f32>>> {
+        let c = &self.config;
+        let d = c.hidden_size;
+        for (cache, &len) in caches.iter().zip(lens) {
+            if cache.len() + len > cache.capacity() {
+                return Err(Error::ContextOverflow {
+                    tokens: cache.len() + len,
+                    context: cache.capacity(),
+                });
+            }
+        }
+        let rows: usize = lens.iter().sum();
         let (h, kv) = (c.n_head * c.head_dim, c.n_kv_head * c.head_dim);
-        let mut s = std::mem::take(&mut cache.scratch);
+        let mut s = std::mem::take(&mut caches[0].scratch);
         s.x.clear();
         s.x.extend_from_slice(hidden);
         for buf in [&mut s.xn, &mut s.o] {
-            buf.resize(seq * d, 0.0);
+            buf.resize(rows * d, 0.0);
         }
-        s.q.resize(seq * h, 0.0);
-        s.attn.resize(seq * h, 0.0);
-        s.k.resize(seq * kv, 0.0);
-        s.v.resize(seq * kv, 0.0);
-        s.gate.resize(seq * c.ffn_dim, 0.0);
-        s.up.resize(seq * c.ffn_dim, 0.0);
-        self.rope_table(start, seq, &mut s.rope);
+        s.q.resize(rows * h, 0.0);
+        s.attn.resize(rows * h, 0.0);
+        s.k.resize(rows * kv, 0.0);
+        s.v.resize(rows * kv, 0.0);
+        s.gate.resize(rows * c.ffn_dim, 0.0);
+        s.up.resize(rows * c.ffn_dim, 0.0);
+        s.rope.clear();
+        let starts: Vec<usize> = caches.iter().map(|cache| cache.len()).collect();
+        for (&start, &len) in starts.iter().zip(lens) {
+            self.rope_table(start, len, &mut s.rope);
+        }
 
-        let result = self.run_blocks(&mut s, cache, start, seq);
+        let result = self.run_blocks(&mut s, caches, &starts, lens);
         let logits = result.and_then(|()| {
-            // Only the last position's logits are needed.
-            let last = &s.x[(seq - 1) * d..seq * d];
-            rms_norm(last, &self.output_norm, c.rms_eps, &mut s.xn[..d]);
+            // Only each segment's last position's logits are needed.
+            let n = lens.len();
+            let mut end = 0;
+            for (i, &len) in lens.iter().enumerate() {
+                end += len;
+                let last = &s.x[(end - 1) * d..end * d];
+                rms_norm(
+                    last,
+                    &self.output_norm,
+                    c.rms_eps,
+                    &mut s.xn[i * d..(i + 1) * d],
+                );
+            }
             let head = self.output.as_ref().unwrap_or(&self.embed);
-            let mut logits = vec![0f32; c.vocab_size];
-            matmul_many(&[head], &s.xn[..d], 1, &mut s.acts, &mut [&mut logits])?;
-            Ok(logits)
+            let mut logits = vec![0f32; n * c.vocab_size];
+            matmul_many(&[head], &s.xn[..n * d], n, &mut s.acts, &mut [&mut logits])?;
+            Ok(logits
+                .chunks(c.vocab_size)
+                .map(<[f32]>::to_vec)
+                .collect::<Vec<_>>())
         });
-        cache.scratch = s;
+        caches[0].scratch = s;
         if logits.is_ok() {
-            cache.set_len(start + seq);
+            for ((cache, start), len) in caches.iter_mut().zip(starts).zip(lens) {
+                cache.set_len(start + len);
+            }
         }
         logits
     }
@@ -194,15 +247,16 @@ impl LlamaModel {
     fn run_blocks(
         &self,
         s: &mut Scratch,
-        cache: &mut KvCache,
-        start: usize,
-        seq: usize,
+        caches: &mut [&mut KvCache],
+        starts: &[usize],
+        lens: &[usize],
     ) -> Result<()> {
         let c = &self.config;
         let d = c.hidden_size;
-        let kv = c.n_kv_head * c.head_dim;
+        let (h, kv) = (c.n_head * c.head_dim, c.n_kv_head * c.head_dim);
+        let rows: usize = lens.iter().sum();
         for (l, b) in self.blocks.iter().enumerate() {
-            for i in 0..seq {
+            for i in 0..rows {
                 rms_norm(
                     &s.x[i * d..(i + 1) * d],
                     &b.attn_norm,
@@ -213,7 +267,7 @@ impl LlamaModel {
             matmul_many(
                 &[&b.wq, &b.wk, &b.wv],
                 &s.xn,
-                seq,
+                rows,
                 &mut s.acts,
                 &mut [&mut s.q, &mut s.k, &mut s.v],
             )?;
@@ -224,19 +278,37 @@ impl LlamaModel {
             }
             self.rope(&mut s.q, c.n_head, &s.rope);
             self.rope(&mut s.k, c.n_kv_head, &s.rope);
-            store_kv(cache, l, start, &s.k, &s.v, kv);
-            let shape = AttnShape {
-                n_head: c.n_head,
-                n_kv_head: c.n_kv_head,
-                head_dim: c.head_dim,
-                start,
-                seq,
-            };
-            attention(&mut s.q, cache, l, shape, &mut s.attn);
-            matmul_many(&[&b.wo], &s.attn, seq, &mut s.acts, &mut [&mut s.o])?;
+            let mut row = 0;
+            for ((cache, &start), &seq) in caches.iter_mut().zip(starts).zip(lens) {
+                let (r0, r1) = (row, row + seq);
+                store_kv(
+                    cache,
+                    l,
+                    start,
+                    &s.k[r0 * kv..r1 * kv],
+                    &s.v[r0 * kv..r1 * kv],
+                    kv,
+                );
+                let shape = AttnShape {
+                    n_head: c.n_head,
+                    n_kv_head: c.n_kv_head,
+                    head_dim: c.head_dim,
+                    start,
+                    seq,
+                };
+                attention(
+                    &mut s.q[r0 * h..r1 * h],
+                    cache,
+                    l,
+                    shape,
+                    &mut s.attn[r0 * h..r1 * h],
+                );
+                row = r1;
+            }
+            matmul_many(&[&b.wo], &s.attn, rows, &mut s.acts, &mut [&mut s.o])?;
             add_in_place(&mut s.x, &s.o);
 
-            for i in 0..seq {
+            for i in 0..rows {
                 rms_norm(
                     &s.x[i * d..(i + 1) * d],
                     &b.ffn_norm,
@@ -247,25 +319,24 @@ impl LlamaModel {
             matmul_many(
                 &[&b.gate, &b.up],
                 &s.xn,
-                seq,
+                rows,
                 &mut s.acts,
                 &mut [&mut s.gate, &mut s.up],
             )?;
             vec::swiglu(&mut s.gate, &s.up);
-            matmul_many(&[&b.down], &s.gate, seq, &mut s.acts, &mut [&mut s.o])?;
+            matmul_many(&[&b.down], &s.gate, rows, &mut s.acts, &mut [&mut s.o])?;
             add_in_place(&mut s.x, &s.o);
         }
         Ok(())
     }
 
-    /// cos/sin for positions `start..start + seq`, `rope_dim / 2` pairs each, as
+    /// Appends cos/sin for positions `start..start + seq`, `rope_dim / 2` pairs each, as
     /// ggml's `ggml_rope_cache_init`: θ starts at the position and is multiplied by
     /// `base^(-2/rope_dim)` pair after pair.
     fn rope_table(&self, start: usize, seq: usize, table: &mut Vec<f32>) {
         let c = &self.config;
         let pairs = c.rope_dim / 2;
         let theta_scale = c.rope_theta.powf(-2.0 / c.rope_dim as f32);
-        table.clear();
         for p in start..start + seq {
             let mut theta = p as f32;
             for i in 0..pairs {

@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use crate::index::{Embedder, Scoring, dot};
+use crate::modality::image::ImageSource;
 use crate::{Error, Result};
 
 /// The template used when none is given.
@@ -98,8 +99,9 @@ impl LabelSet {
 
     /// Classifies image files; one result per file, a bad file failing alone.
     pub fn classify(&self, space: &dyn Embedder, images: &[&Path]) -> Vec<Result<Vec<LabelScore>>> {
+        let sources: Vec<ImageSource> = images.iter().map(|&p| ImageSource::File(p)).collect();
         space
-            .embed_images(images)
+            .embed_images(&sources)
             .into_iter()
             .map(|e| e.map(|e| self.score(&e)))
             .collect()
@@ -145,10 +147,10 @@ mod tests {
         fn dim(&self) -> usize {
             3
         }
-        fn embed_images(&self, paths: &[&Path]) -> Vec<Result<Vec<f32>>> {
-            paths
+        fn embed_images(&self, images: &[ImageSource]) -> Vec<Result<Vec<f32>>> {
+            images
                 .iter()
-                .map(|p| Ok(onehot(&p.display().to_string())))
+                .map(|p| Ok(onehot(&p.name().display().to_string())))
                 .collect()
         }
         fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {

@@ -6,6 +6,7 @@ pub mod align;
 pub mod ask;
 pub mod chat;
 pub mod classify;
+pub mod describe;
 pub mod generate;
 pub mod search_space;
 pub mod text_embedding;

@@ -19,7 +19,9 @@ use crate::encoder::bert::BertEmbedder;
 use crate::encoder::efficientnet::{EfficientNet, imagenet_classes};
 use crate::encoder::{ImageTextModel, TextEmbedder, l2_normalize};
 use crate::index::{Embedder, Scoring};
-use crate::modality::image::{Filter, ImageProcessor, ImageProcessorConfig, Kernel, ResizeTo};
+use crate::modality::image::{
+    Filter, ImageProcessor, ImageProcessorConfig, ImageSource, Kernel, ResizeTo, RgbImage,
+};
 use crate::projector::{Conse, Projector};
 use crate::tasks::text_embedding::{embed_texts, load_text_embedder};
 use crate::{Error, Result};
@@ -198,23 +200,72 @@ impl MiniLmSpace {
         })
     }
 
-    fn embed_image(&self, path: &Path) -> Result<Vec<f32>> {
+    /// Decoded images → unit rows in the text space.
+    fn embed_decoded(&self, images: &[RgbImage]) -> Result<Vec<Vec<f32>>> {
         let side = self.image_side()?;
-        let pixels = side.processor.load_batch(&[path], &Device::Cpu)?;
+        let pixels = side.processor.tensor(images, &Device::Cpu)?;
         let pooled = side.net.forward(&pixels)?.pooled;
-        let row = side
-            .mapping
-            .map(&side.net, &pooled)?
-            .squeeze(0)?
-            .to_vec1::<f32>()?;
-        if row.iter().any(|v| !v.is_finite()) {
-            return Err(Error::Media {
-                path: path.to_path_buf(),
-                reason: "the image embedding is not finite".into(),
-            });
-        }
-        Ok(row)
+        Ok(side.mapping.map(&side.net, &pooled)?.to_vec2::<f32>()?)
     }
+}
+
+/// Images per forward pass of an image tower.
+const IMAGE_BATCH: usize = 16;
+
+/// Decodes each image alone (a bad one fails alone) and embeds the decoded ones
+/// [`IMAGE_BATCH`] at a time; when a batch fails, each of its images fails with the reason.
+fn embed_in_batches(
+    images: &[ImageSource],
+    decode: impl Fn(&ImageSource) -> Result<RgbImage>,
+    embed: impl Fn(&[RgbImage]) -> Result<Vec<Vec<f32>>>,
+) -> Vec<Result<Vec<f32>>> {
+    let mut out = Vec::with_capacity(images.len());
+    for chunk in images.chunks(IMAGE_BATCH) {
+        let mut results = Vec::with_capacity(chunk.len());
+        let (mut decoded, mut at) = (Vec::new(), Vec::new());
+        for (i, source) in chunk.iter().enumerate() {
+            results.push(decode(source).map(|image| {
+                decoded.push(image);
+                at.push(i);
+                Vec::new()
+            }));
+        }
+        if !decoded.is_empty() {
+            let rows = embed(&decoded).and_then(|rows| {
+                if rows.len() == decoded.len() {
+                    Ok(rows)
+                } else {
+                    Err(Error::InvalidInput(format!(
+                        "the image tower returned {} vectors for {} images",
+                        rows.len(),
+                        decoded.len()
+                    )))
+                }
+            });
+            let media = |i: usize, reason: String| Error::Media {
+                path: chunk[i].name().to_path_buf(),
+                reason,
+            };
+            match rows {
+                Ok(rows) => {
+                    for (&i, row) in at.iter().zip(rows) {
+                        results[i] = if row.iter().all(|v| v.is_finite()) {
+                            Ok(row)
+                        } else {
+                            Err(media(i, "the image embedding is not finite".into()))
+                        };
+                    }
+                }
+                Err(e) => {
+                    for &i in &at {
+                        results[i] = Err(media(i, e.to_string()));
+                    }
+                }
+            }
+        }
+        out.extend(results);
+    }
+    out
 }
 
 impl Embedder for MiniLmSpace {
@@ -230,8 +281,22 @@ impl Embedder for MiniLmSpace {
         Scoring::Softmax { scale: self.scale }
     }
 
-    fn embed_images(&self, paths: &[&Path]) -> Vec<Result<Vec<f32>>> {
-        paths.iter().map(|p| self.embed_image(p)).collect()
+    fn embed_images(&self, images: &[ImageSource]) -> Vec<Result<Vec<f32>>> {
+        let side = match self.image_side() {
+            Ok(side) => side,
+            Err(e) => {
+                let reason = e.to_string();
+                return images
+                    .iter()
+                    .map(|_| Err(Error::InvalidInput(reason.clone())))
+                    .collect();
+            }
+        };
+        embed_in_batches(
+            images,
+            |source| side.processor.decode(source),
+            |decoded| self.embed_decoded(decoded),
+        )
     }
 
     fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
@@ -265,14 +330,19 @@ impl Embedder for ImageTextSpace {
         }
     }
 
-    fn embed_images(&self, paths: &[&Path]) -> Vec<Result<Vec<f32>>> {
-        paths
-            .iter()
-            .map(|p| {
-                let e = self.model.embed_image_files(&[p], true)?;
-                Ok(e.squeeze(0)?.to_vec1::<f32>()?)
-            })
-            .collect()
+    fn embed_images(&self, images: &[ImageSource]) -> Vec<Result<Vec<f32>>> {
+        let processor = self.model.processor();
+        embed_in_batches(
+            images,
+            |source| processor.decode(source),
+            |decoded| {
+                let pixels = processor.tensor(decoded, &Device::Cpu)?;
+                Ok(self
+                    .model
+                    .image_embeddings(&pixels, true)?
+                    .to_vec2::<f32>()?)
+            },
+        )
     }
 
     fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {

@@ -56,11 +56,30 @@ pub fn decode_file(path: &Path) -> Result<DecodedAudio> {
     if meta.is_dir() {
         return Err(media(path, "is a directory, not an audio file"));
     }
-    let len = meta.len();
-    if len == 0 {
+    if meta.len() == 0 {
         return Err(media(path, "the file is empty"));
     }
-    let mss = MediaSourceStream::new(Box::new(file), Default::default());
+    decode_stream(
+        MediaSourceStream::new(Box::new(file), Default::default()),
+        path,
+    )
+}
+
+/// Decodes in-memory audio (an upload); `name` (its file name, whose extension is a
+/// format hint) is used in error messages.
+pub fn decode_bytes(data: Vec<u8>, name: &Path) -> Result<DecodedAudio> {
+    if data.is_empty() {
+        return Err(media(name, "the audio is empty"));
+    }
+    let source = std::io::Cursor::new(data);
+    decode_stream(
+        MediaSourceStream::new(Box::new(source), Default::default()),
+        name,
+    )
+}
+
+/// Decodes the first audio track of `mss`, named `path` in errors, downmixed to mono.
+fn decode_stream(mss: MediaSourceStream, path: &Path) -> Result<DecodedAudio> {
     let mut hint = Hint::new();
     if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
         hint.with_extension(ext);

@@ -12,7 +12,7 @@ mod resample;
 
 use std::path::Path;
 
-pub use decode::{DecodedAudio, decode_file};
+pub use decode::{DecodedAudio, decode_bytes, decode_file};
 pub use mel::{HOP_LENGTH, LogMel, MelExtractor, N_FFT, N_FRAMES, SAMPLE_RATE, mel_filters};
 pub use resample::resample;
 
@@ -20,9 +20,13 @@ use crate::{Error, Result};
 
 /// Decodes `path` and returns mono samples at `rate` Hz (resampled when the file differs).
 pub fn load_mono(path: &Path, rate: u32) -> Result<Vec<f32>> {
-    let audio = decode_file(path)?;
+    to_rate(decode_file(path)?, rate, path)
+}
+
+/// Mono samples of `audio` at `rate` Hz; `name` is used in error messages.
+pub fn to_rate(audio: DecodedAudio, rate: u32, name: &Path) -> Result<Vec<f32>> {
     resample(&audio.samples, audio.sample_rate, rate).map_err(|e| Error::Media {
-        path: path.to_path_buf(),
+        path: name.to_path_buf(),
         reason: e.to_string(),
     })
 }

@@ -62,6 +62,54 @@ pub fn load_rgb_with(path: &Path, limits: DecodeLimits, alpha: AlphaMode) -> Res
     Ok(to_rgb(image, alpha))
 }
 
+/// Where an image comes from: a file, or bytes in memory (an upload) with a name for
+/// error messages.
+#[derive(Debug, Clone, Copy)]
+pub enum ImageSource<'a> {
+    File(&'a Path),
+    Bytes { name: &'a str, data: &'a [u8] },
+}
+
+impl<'a> From<&'a Path> for ImageSource<'a> {
+    fn from(path: &'a Path) -> Self {
+        Self::File(path)
+    }
+}
+
+impl ImageSource<'_> {
+    /// The file path, or the name given to the bytes: what error messages call it.
+    pub fn name(&self) -> &Path {
+        match self {
+            Self::File(path) => path,
+            Self::Bytes { name, .. } => Path::new(name),
+        }
+    }
+
+    /// Decodes the image into RGB.
+    pub fn decode(&self, limits: DecodeLimits, alpha: AlphaMode) -> Result<RgbImage> {
+        match *self {
+            Self::File(path) => load_rgb_with(path, limits, alpha),
+            Self::Bytes { name, data } => {
+                let image = decode_reader(Cursor::new(data), limits, Path::new(name))?;
+                Ok(to_rgb(image, alpha))
+            }
+        }
+    }
+}
+
+/// The `(width, height)` an image's header declares, without decoding its pixels.
+pub fn image_dimensions(data: &[u8], name: &Path) -> Result<(u32, u32)> {
+    let media = |reason: String| Error::Media {
+        path: name.to_path_buf(),
+        reason,
+    };
+    ImageReader::new(Cursor::new(data))
+        .with_guessed_format()
+        .map_err(|e| Error::io(name, e))?
+        .into_dimensions()
+        .map_err(|e| media(describe("image", e)))
+}
+
 /// Decodes an in-memory image; `name` is used in error messages.
 pub fn decode_bytes(bytes: &[u8], name: &Path, alpha: AlphaMode) -> Result<RgbImage> {
     let image = decode_reader(Cursor::new(bytes), DecodeLimits::default(), name)?;

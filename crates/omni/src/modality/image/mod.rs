@@ -21,8 +21,8 @@ pub use config::{
     ImageProcessorConfig, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, ResizeTo, resized_size,
 };
 pub use decode::{
-    AlphaMode, DecodeLimits, SUPPORTED_FORMATS, decode_bytes, decode_reader, load_rgb,
-    load_rgb_with, to_rgb,
+    AlphaMode, DecodeLimits, ImageSource, SUPPORTED_FORMATS, decode_bytes, decode_reader,
+    image_dimensions, load_rgb, load_rgb_with, to_rgb,
 };
 pub use image::{Rgb, RgbImage};
 pub use processor::{ImageProcessor, center_crop, resize};

@@ -8,7 +8,7 @@ use candle_core::{Device, Tensor};
 use image::RgbImage;
 
 use super::config::{ImageProcessorConfig, ResizeTo, resized_size};
-use super::decode::{AlphaMode, DecodeLimits, load_rgb_with};
+use super::decode::{AlphaMode, DecodeLimits, ImageSource};
 use super::resize::{Filter, Kernel, resize_u8};
 use crate::{Error, Result};
 
@@ -97,12 +97,17 @@ impl ImageProcessor {
 
     /// Decodes an image file to RGB (EXIF orientation applied, alpha as configured).
     pub fn load(&self, path: &Path) -> Result<RgbImage> {
+        self.decode(&ImageSource::File(path))
+    }
+
+    /// Decodes an image file or in-memory image to RGB, as [`Self::load`].
+    pub fn decode(&self, source: &ImageSource) -> Result<RgbImage> {
         let alpha = if self.config.convert_rgb {
             AlphaMode::CompositeWhite
         } else {
             AlphaMode::Drop
         };
-        load_rgb_with(path, self.limits, alpha)
+        source.decode(self.limits, alpha)
     }
 
     /// The 8-bit steps: resize, then center crop.

@@ -1,0 +1,171 @@
+//! The loaded models and their workers, shared by every request.
+
+use std::sync::{Arc, Mutex, OnceLock};
+
+use anyhow::Context;
+use omni::index::{Index, IndexOptions};
+use omni::llm::{Llm, LoadOptions};
+use omni::tasks::describe::ImageTagger;
+
+use crate::chat_worker::{self, ChatJob};
+use crate::config::ServerConfig;
+use crate::embed_worker::{self, EmbedJob};
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::queue::Queue;
+use crate::transcribe_worker::{self, TranscribeJob};
+
+/// The chat model: weights, tokenizer and template for the handlers, a worker for
+/// decoding.
+pub struct ChatModel {
+    pub name: String,
+    pub llm: Arc<Llm>,
+    pub queue: Queue<ChatJob>,
+}
+
+/// An embedding space and its worker.
+pub struct EmbeddingModel {
+    pub name: String,
+    pub queue: Queue<EmbedJob>,
+}
+
+/// Everything the handlers share.
+pub struct AppState {
+    pub config: ServerConfig,
+    pub metrics: Arc<Metrics>,
+    pub chat: Option<ChatModel>,
+    /// The first is the default.
+    pub embeddings: Vec<EmbeddingModel>,
+    pub whisper: Option<(String, Queue<TranscribeJob>)>,
+    /// The index `/v1/search` queries; its space is among `embeddings`.
+    pub index: Option<Index>,
+    /// Describes chat images for the text-only chat model; loaded on first use.
+    tagger: OnceLock<Result<Arc<Mutex<ImageTagger>>, String>>,
+}
+
+impl AppState {
+    /// Loads the chat model and index, resolves (fetching if needed) the other models,
+    /// and starts the workers.
+    pub fn load(mut config: ServerConfig) -> anyhow::Result<Self> {
+        let metrics = Arc::new(Metrics::default());
+        let limits = config.limits.clone();
+        let index = match &config.index {
+            Some(dir) => {
+                let index = Index::open_read_only(dir, IndexOptions::default())
+                    .with_context(|| format!("cannot open the index {}", dir.display()))?;
+                if !config.embedding_models.iter().any(|m| m == index.space()) {
+                    config.embedding_models.push(index.space().to_string());
+                }
+                Some(index)
+            }
+            None => None,
+        };
+        let chat = match &config.chat_model {
+            Some(name) => {
+                let path = omni::models::resolve(name)?;
+                let llm = Arc::new(
+                    Llm::load(&path, &LoadOptions::default())
+                        .with_context(|| format!("cannot load the chat model `{name}`"))?,
+                );
+                anyhow::ensure!(
+                    llm.chat_template.is_some(),
+                    "the chat model `{name}` has no chat template"
+                );
+                let queue = chat_worker::spawn(
+                    llm.clone(),
+                    limits.max_batch,
+                    limits.max_queue,
+                    limits.context,
+                    metrics.clone(),
+                );
+                Some(ChatModel {
+                    name: name.clone(),
+                    llm,
+                    queue,
+                })
+            }
+            None => None,
+        };
+        let mut embeddings = Vec::new();
+        for name in &config.embedding_models {
+            omni::models::resolve(name).with_context(|| format!("embedding model `{name}`"))?;
+            embeddings.push(EmbeddingModel {
+                name: name.clone(),
+                queue: embed_worker::spawn(name.clone(), limits.max_queue, metrics.clone()),
+            });
+        }
+        let whisper = match &config.whisper_model {
+            Some(name) => {
+                omni::models::resolve(name).with_context(|| format!("Whisper model `{name}`"))?;
+                Some((
+                    name.clone(),
+                    transcribe_worker::spawn(name.clone(), limits.max_queue),
+                ))
+            }
+            None => None,
+        };
+        Ok(Self {
+            config,
+            metrics,
+            chat,
+            embeddings,
+            whisper,
+            index,
+            tagger: OnceLock::new(),
+        })
+    }
+
+    /// The embedding space `name` (or the default for `None`).
+    pub fn embedding(&self, name: Option<&str>) -> Result<&EmbeddingModel, ApiError> {
+        let found = match name {
+            None => self.embeddings.first(),
+            Some(n) => self.embeddings.iter().find(|m| m.name == n),
+        };
+        found.ok_or_else(|| {
+            let served: Vec<String> = self.embeddings.iter().map(|m| m.name.clone()).collect();
+            ApiError::unknown_model(name.unwrap_or("(default)"), &served)
+        })
+    }
+
+    /// The image tagger, loaded on first use.
+    pub fn tagger(&self) -> Result<Arc<Mutex<ImageTagger>>, ApiError> {
+        self.tagger
+            .get_or_init(|| {
+                ImageTagger::load()
+                    .map(|t| Arc::new(Mutex::new(t)))
+                    .map_err(|e| format!("cannot load the image model: {e}"))
+            })
+            .clone()
+            .map_err(ApiError::unavailable)
+    }
+
+    /// Every model id the server answers to, by kind.
+    pub fn model_ids(&self) -> Vec<(String, &'static str)> {
+        let mut ids = Vec::new();
+        if let Some(c) = &self.chat {
+            ids.push((c.name.clone(), "chat"));
+        }
+        for e in &self.embeddings {
+            ids.push((e.name.clone(), "embeddings"));
+        }
+        if let Some((w, _)) = &self.whisper {
+            ids.push((w.clone(), "transcription"));
+        }
+        ids
+    }
+
+    /// (worker, jobs in flight) for the metrics.
+    pub fn queue_depths(&self) -> Vec<(String, usize)> {
+        let mut q = Vec::new();
+        if let Some(c) = &self.chat {
+            q.push((c.queue.name().to_string(), c.queue.depth()));
+        }
+        for e in &self.embeddings {
+            q.push((format!("{}:{}", e.queue.name(), e.name), e.queue.depth()));
+        }
+        if let Some((_, w)) = &self.whisper {
+            q.push((w.name().to_string(), w.depth()));
+        }
+        q
+    }
+}
