@@ -217,7 +217,9 @@ impl Worker {
             let a = self.active.swap_remove(i);
             let prompt_tokens = a.job.prompt.len();
             let completion_tokens = a.decoding.generated();
-            if finish != FinishReason::Cancelled {
+            if finish == FinishReason::Cancelled {
+                self.metrics.cancelled();
+            } else {
                 let _ = a.job.events.send(ChatEvent::Done {
                     finish,
                     prompt_tokens,

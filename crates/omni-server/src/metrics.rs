@@ -63,6 +63,7 @@ pub struct Metrics {
     prompt_tokens: AtomicU64,
     completion_tokens: AtomicU64,
     embedded_inputs: AtomicU64,
+    cancelled: AtomicU64,
     /// f64 bits.
     decode_rate: AtomicU64,
 }
@@ -97,6 +98,11 @@ impl Metrics {
     pub fn prompt(&self, tokens: usize) {
         self.prompt_tokens
             .fetch_add(tokens as u64, Ordering::Relaxed);
+    }
+
+    /// A completion ended early: its client went away or its time ran out.
+    pub fn cancelled(&self) {
+        self.cancelled.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Inputs embedded.
@@ -149,6 +155,11 @@ impl Metrics {
                 "omni_embedded_inputs_total",
                 "Texts and images embedded.",
                 &self.embedded_inputs,
+            ),
+            (
+                "omni_cancelled_completions_total",
+                "Completions ended early: client gone or timed out.",
+                &self.cancelled,
             ),
         ];
         for (name, help, value) in counters {

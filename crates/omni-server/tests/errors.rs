@@ -271,6 +271,115 @@ async fn bad_images_are_refused_with_the_reason() {
         .error(400);
 }
 
+#[tokio::test]
+async fn audio_longer_than_the_limit_gets_413() {
+    let Some(state) = full_state() else { return };
+    let (ct, body) = multipart(
+        &[("model", "whisper-1")],
+        Some(("long.wav", silent_wav(30))),
+    );
+    let msg = post_raw(&state, "/v1/audio/transcriptions", &ct, body)
+        .await
+        .error(413);
+    assert!(msg.contains("30 s") && msg.contains("20 s"), "{msg}");
+    let audio = json!([{"type": "input_audio", "input_audio": {"data": b64(&silent_wav(30)), "format": "wav"}}]);
+    post_json(&state, "/v1/chat/completions", &chat(audio))
+        .await
+        .error(413);
+}
+
+#[tokio::test]
+async fn cors_is_off_unless_an_origin_is_allowed() {
+    let request = || {
+        Request::get("/v1/models")
+            .header("origin", "http://example.com")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let closed = send(&bare_state(&[]), request()).await;
+    assert!(!closed.headers.contains_key("access-control-allow-origin"));
+    let mut config = bare_config(&[]);
+    config.cors_origins = vec!["http://example.com".into()];
+    let open = send(&Arc::new(AppState::load(config).unwrap()), request()).await;
+    assert_eq!(
+        open.headers["access-control-allow-origin"],
+        "http://example.com"
+    );
+}
+
+/// A chat-only server with room for long completions.
+fn long_state() -> Option<Arc<AppState>> {
+    static STATE: OnceLock<Option<Arc<AppState>>> = OnceLock::new();
+    STATE
+        .get_or_init(|| {
+            fixtures::model_dir("smollm2-135m-instruct", "")?;
+            let mut limits = test_limits();
+            limits.max_tokens = 900;
+            let config = ServerConfig {
+                embedding_models: Vec::new(),
+                whisper_model: None,
+                limits,
+                ..ServerConfig::default()
+            };
+            Some(Arc::new(AppState::load(config).unwrap()))
+        })
+        .clone()
+}
+
+/// The value of an unlabelled metric.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+}
+
+#[tokio::test]
+async fn a_client_that_disconnects_stops_its_completion() {
+    use http_body_util::BodyExt;
+    let Some(state) = long_state() else { return };
+    let body = json!({
+        "model": "smollm2-135m-instruct", "stream": true, "max_tokens": 900, "temperature": 0,
+        "messages": [{"role": "user", "content": "Count from 1 to 1000, one number per line."}],
+    });
+    let request = Request::post("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let response = tower::ServiceExt::oneshot(omni_server::router(state.clone()), request)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut stream = response.into_body();
+    // Read until two pieces of text have arrived, then hang up.
+    let mut seen = String::new();
+    while seen.matches("\"delta\":{\"content\"").count() < 2 {
+        let frame = stream
+            .frame()
+            .await
+            .expect("the stream ended early")
+            .unwrap();
+        if let Ok(data) = frame.into_data() {
+            seen.push_str(&String::from_utf8_lossy(&data));
+        }
+    }
+    drop(stream);
+    // The worker notices at its next step and frees the slot, long before 900 tokens.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let m = get(&state, "/metrics").await.text();
+        if metric(&m, "omni_cancelled_completions_total") == 1.0 {
+            assert!(metric(&m, "omni_completion_tokens_total") < 300.0, "{m}");
+            assert_eq!(metric(&m, "omni_queue_depth{worker=\"chat\"}"), 0.0);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the completion was not cancelled:\n{m}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// A chat-only server that serves one sequence and queues one more.
 fn busy_state() -> Option<Arc<AppState>> {
     static STATE: OnceLock<Option<Arc<AppState>>> = OnceLock::new();

@@ -12,7 +12,7 @@ use omni::tasks::transcribe::{TranscribeOptions, TranscriptFormat};
 use serde_json::json;
 use tokio::sync::oneshot;
 
-use super::chat::blocking;
+use super::blocking;
 use crate::error::{ApiError, ApiResult};
 use crate::media::audio_samples;
 use crate::state::AppState;

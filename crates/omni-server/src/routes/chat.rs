@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 
+use super::blocking;
 use crate::chat_worker::{ChatEvent, ChatJob};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
@@ -299,15 +300,6 @@ async fn transcribe_part(
     Ok(format!("[audio, transcribed: \"{}\"]", transcript.text))
 }
 
-/// Runs CPU work off the async threads.
-pub async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> ApiResult<T> + Send + 'static,
-) -> ApiResult<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "a worker task failed"))?
-}
-
 /// The identity of one completion's response.
 struct Reply {
     id: String,
@@ -321,7 +313,11 @@ impl Reply {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         Self {
-            id: format!("chatcmpl-{:x}{:08x}", now.as_micros(), rand_u32()),
+            id: format!(
+                "chatcmpl-{:x}{:08x}",
+                now.as_micros(),
+                rand::random::<u32>()
+            ),
             created: now.as_secs(),
             model: chat.name.clone(),
         }
@@ -334,13 +330,6 @@ impl Reply {
             "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
         })
     }
-}
-
-fn rand_u32() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(0);
-    h.finish() as u32
 }
 
 fn finish_name(finish: FinishReason) -> &'static str {

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)] // each test binary uses its own part of this module
 
-#[path = "../../omni/tests/common/mod.rs"]
+#[path = "../../../omni/tests/common/mod.rs"]
 pub mod fixtures;
 
 use std::path::PathBuf;
@@ -139,6 +139,7 @@ pub fn test_limits() -> Limits {
         context: 1024,
         max_image_pixels: 4_000_000,
         max_body_bytes: 4 << 20,
+        max_audio_secs: 20.0,
         ..Limits::default()
     }
 }
@@ -188,17 +189,67 @@ pub fn full_state() -> Option<Arc<AppState>> {
         .clone()
 }
 
-/// A server with no models and an API key: for the plumbing (auth, routing, limits).
+/// A server with no models and these API keys: for the plumbing (auth, routing, limits).
 pub fn bare_state(keys: &[&str]) -> Arc<AppState> {
-    let config = ServerConfig {
+    Arc::new(AppState::load(bare_config(keys)).unwrap())
+}
+
+/// The configuration of [`bare_state`].
+pub fn bare_config(keys: &[&str]) -> ServerConfig {
+    ServerConfig {
         chat_model: None,
         embedding_models: Vec::new(),
         whisper_model: None,
         api_keys: keys.iter().map(|k| k.to_string()).collect(),
         limits: test_limits(),
         ..ServerConfig::default()
-    };
-    Arc::new(AppState::load(config).unwrap())
+    }
+}
+
+/// `secs` seconds of silence as a 16 kHz mono 16-bit WAV file.
+pub fn silent_wav(secs: u32) -> Vec<u8> {
+    let data = 16_000 * 2 * secs;
+    let mut wav = b"RIFF".to_vec();
+    wav.extend((36 + data).to_le_bytes());
+    wav.extend(b"WAVEfmt ");
+    wav.extend(16u32.to_le_bytes());
+    wav.extend(1u16.to_le_bytes()); // PCM
+    wav.extend(1u16.to_le_bytes()); // mono
+    wav.extend(16_000u32.to_le_bytes());
+    wav.extend((16_000u32 * 2).to_le_bytes());
+    wav.extend(2u16.to_le_bytes());
+    wav.extend(16u16.to_le_bytes());
+    wav.extend(b"data");
+    wav.extend(data.to_le_bytes());
+    wav.resize(wav.len() + data as usize, 0);
+    wav
+}
+
+/// A multipart/form-data body: its content type and bytes.
+pub fn multipart(fields: &[(&str, &str)], file: Option<(&str, Vec<u8>)>) -> (String, Vec<u8>) {
+    let boundary = "omni-test-boundary-7MA4YWxkTrZu0gW";
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .bytes(),
+        );
+    }
+    if let Some((name, bytes)) = file {
+        body.extend(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\
+                 Content-Type: application/octet-stream\r\n\r\n"
+            )
+            .bytes(),
+        );
+        body.extend(bytes);
+        body.extend(b"\r\n");
+    }
+    body.extend(format!("--{boundary}--\r\n").bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
 /// The `data:` payloads of an SSE body, in order.
