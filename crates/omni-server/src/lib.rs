@@ -11,9 +11,11 @@
 
 mod chat_worker;
 pub mod config;
+mod content_cache;
 mod embed_worker;
 pub mod error;
 mod extract;
+mod live_index;
 mod media;
 mod metrics;
 mod queue;

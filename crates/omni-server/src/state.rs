@@ -3,17 +3,21 @@
 use std::sync::{Arc, Mutex, OnceLock};
 
 use anyhow::Context;
-use omni::index::{Index, IndexOptions};
 use omni::llm::{Llm, LoadOptions};
 use omni::tasks::describe::ImageTagger;
 
 use crate::chat_worker::{self, ChatJob};
 use crate::config::ServerConfig;
+use crate::content_cache::ContentCache;
 use crate::embed_worker::{self, EmbedJob};
 use crate::error::ApiError;
+use crate::live_index::LiveIndex;
 use crate::metrics::Metrics;
 use crate::queue::Queue;
 use crate::transcribe_worker::{self, TranscribeJob};
+
+/// Chat media whose text is remembered.
+const MEDIA_TEXT_ENTRIES: usize = 512;
 
 /// The chat model: weights, tokenizer and template for the handlers, a worker for
 /// decoding.
@@ -38,7 +42,9 @@ pub struct AppState {
     pub embeddings: Vec<EmbeddingModel>,
     pub whisper: Option<(String, Queue<TranscribeJob>)>,
     /// The index `/v1/search` queries; its space is among `embeddings`.
-    pub index: Option<Index>,
+    pub index: Option<LiveIndex>,
+    /// Image descriptions and transcripts of chat media, by content hash.
+    pub media_text: ContentCache,
     /// Describes chat images for the text-only chat model; loaded on first use.
     tagger: OnceLock<Result<Arc<Mutex<ImageTagger>>, String>>,
 }
@@ -51,10 +57,11 @@ impl AppState {
         let limits = config.limits.clone();
         let index = match &config.index {
             Some(dir) => {
-                let index = Index::open_read_only(dir, IndexOptions::default())
+                let index = LiveIndex::open(dir)
                     .with_context(|| format!("cannot open the index {}", dir.display()))?;
-                if !config.embedding_models.iter().any(|m| m == index.space()) {
-                    config.embedding_models.push(index.space().to_string());
+                let space = index.loaded().space().to_string();
+                if !config.embedding_models.contains(&space) {
+                    config.embedding_models.push(space);
                 }
                 Some(index)
             }
@@ -111,6 +118,7 @@ impl AppState {
             embeddings,
             whisper,
             index,
+            media_text: ContentCache::new(MEDIA_TEXT_ENTRIES),
             tagger: OnceLock::new(),
         })
     }

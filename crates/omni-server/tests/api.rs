@@ -339,3 +339,39 @@ async fn models_health_metrics_and_page() {
     .await;
     r.error(405);
 }
+
+#[tokio::test]
+async fn search_sees_files_indexed_while_serving() {
+    let Some(state) = full_state() else { return };
+    let docs = state.config.file_root.clone().unwrap();
+    std::fs::write(
+        docs.join("tea.txt"),
+        "Steep green tea at 80 degrees for two minutes.",
+    )
+    .unwrap();
+    let index = state.config.index.clone().unwrap();
+    tokio::task::spawn_blocking(move || {
+        use omni::index::{Index, IndexDirOptions, IndexOptions, index_dir};
+        let space = omni::tasks::search_space::load_space("all-minilm-l6-v2").unwrap();
+        let mut index =
+            Index::open(&index, space.space(), space.dim(), IndexOptions::default()).unwrap();
+        index_dir(
+            &mut index,
+            &docs,
+            space.as_ref(),
+            &IndexDirOptions::default(),
+            &mut |_| {},
+        )
+        .unwrap();
+    })
+    .await
+    .unwrap();
+    let r = post_json(
+        &state,
+        "/v1/search",
+        &json!({"query": "how to brew green tea", "k": 1}),
+    )
+    .await;
+    let top = r.json()["data"][0].clone();
+    assert!(top["path"].as_str().unwrap().ends_with("tea.txt"), "{top}");
+}

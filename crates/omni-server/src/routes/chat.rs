@@ -22,6 +22,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::blocking;
 use crate::chat_worker::{ChatEvent, ChatJob};
+use crate::content_cache::ContentCache;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
 use crate::media::{audio_samples, base64, image_from_url};
@@ -261,15 +262,21 @@ async fn content_text(state: &Arc<AppState>, content: &Value, param: &str) -> Ap
 
 async fn describe_image(state: &Arc<AppState>, url: &str, param: &str) -> ApiResult<String> {
     let image = image_from_url(url, &state.config, param)?;
-    let state = state.clone();
-    blocking(move || {
-        let tagger = state.tagger()?;
+    let key = ContentCache::key("image", &image.data);
+    if let Some(text) = state.media_text.get(&key) {
+        return Ok(text);
+    }
+    let state2 = state.clone();
+    let text = blocking(move || {
+        let tagger = state2.tagger()?;
         let tagger = tagger
             .lock()
             .map_err(|_| ApiError::unavailable("the image model failed earlier"))?;
         Ok(tagger.describe(&image.source())?)
     })
-    .await
+    .await?;
+    state.media_text.insert(key, text.clone());
+    Ok(text)
 }
 
 async fn transcribe_part(
@@ -283,6 +290,10 @@ async fn transcribe_part(
             .with_param(param)
     })?;
     let bytes = base64(data, &format!("{param}.input_audio.data"))?;
+    let key = ContentCache::key("audio", &bytes);
+    if let Some(text) = state.media_text.get(&key) {
+        return Ok(text);
+    }
     let name = format!("{param}.{}", format.trim_start_matches('.'));
     let limits = state.config.limits.clone();
     let samples = blocking(move || audio_samples(bytes, &name, &limits)).await?;
@@ -297,7 +308,9 @@ async fn transcribe_part(
     let transcript = rx
         .await
         .map_err(|_| ApiError::unavailable("the transcription worker stopped"))??;
-    Ok(format!("[audio, transcribed: \"{}\"]", transcript.text))
+    let text = format!("[audio, transcribed: \"{}\"]", transcript.text);
+    state.media_text.insert(key, text.clone());
+    Ok(text)
 }
 
 /// The identity of one completion's response.

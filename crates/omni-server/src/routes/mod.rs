@@ -89,7 +89,9 @@ async fn health(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
         .into_iter()
         .map(|(id, kind)| json!({"id": id, "kind": kind}))
         .collect();
-    Json(json!({"status": "ok", "models": models, "index": state.index.as_ref().map(|i| i.len())}))
+    Json(
+        json!({"status": "ok", "models": models, "index": state.index.as_ref().map(|i| i.loaded().len())}),
+    )
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {

@@ -11,6 +11,7 @@ use omni::index::{Kind, SearchOptions};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::blocking;
 use super::embeddings::embed;
 use crate::embed_worker::EmbedInput;
 use crate::error::{ApiError, ApiResult};
@@ -34,12 +35,9 @@ pub async fn search(
     State(state): State<Arc<AppState>>,
     ApiJson(request): ApiJson<SearchRequest>,
 ) -> ApiResult<Json<Value>> {
-    let index = state.index.as_ref().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "this server has no index (start it with --index DIR)",
-        )
-    })?;
+    if state.index.is_none() {
+        return Err(no_index());
+    }
     let input = match (request.query, request.image) {
         (Some(q), None) if !q.trim().is_empty() => EmbedInput::Text(q),
         (None, Some(url)) => EmbedInput::Image(image_from_url(&url, &state.config, "image")?),
@@ -69,6 +67,10 @@ pub async fn search(
                     .with_param("kind"),
             );
         }
+    };
+    let index = {
+        let state = state.clone();
+        blocking(move || state.index.as_ref().ok_or_else(no_index)?.fresh()).await?
     };
     let query = embed(&state, index.space(), vec![input])
         .await?
@@ -100,16 +102,20 @@ pub async fn search(
     ))
 }
 
+fn no_index() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "this server has no index (start it with --index DIR)",
+    )
+}
+
 /// `GET /v1/thumbnails/{hash}.jpg`: a preview the index made. Only names of the form
 /// `<64 hex digits>.jpg` are looked up, so no path reaches the file system.
 pub async fn thumbnail(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
-    let index = state
-        .index
-        .as_ref()
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "this server has no index"))?;
+    let index = state.index.as_ref().ok_or_else(no_index)?.loaded();
     let hash = name
         .strip_suffix(".jpg")
         .filter(|h| {
