@@ -7,12 +7,10 @@ use clap::Parser;
 fn main() -> std::process::ExitCode {
     let cli = commands::Cli::parse();
     tracing_subscriber::fmt()
-        // hf-hub and symphonia log at WARN/ERROR before returning the errors omni reports itself.
+        // symphonia logs at WARN/ERROR before returning the errors omni reports itself.
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("OMNI_LOG").unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new(
-                    "warn,hf_hub=off,symphonia_core=off,symphonia=off",
-                )
+                tracing_subscriber::EnvFilter::new("warn,symphonia_core=off,symphonia=off")
             }),
         )
         .with_writer(std::io::stderr)

@@ -1,18 +1,18 @@
 //! Models from a Hugging Face hub, when one is reachable: `hf:org/name[@rev][/file]` or a bare
 //! `org/name`.
 //!
-//! Downloads go through `hf-hub` into `<root>/hub` (the hub's own cache layout:
-//! `models--org--name/{refs,blobs,snapshots}`), so a model fetched once resolves offline.
+//! Downloads go through the hub's HTTP API (`api/models/…/revision`, `…/tree`, `…/resolve`)
+//! into `<root>/hub`, in the hub's cache layout (`models--org--name/{refs,snapshots}`), so a
+//! model fetched once resolves offline. Sizes are checked, and LFS files' sha256.
 //! A whole-repo fetch takes the files a safetensors checkpoint needs (configs, tokenizer,
 //! weights); a GGUF or other single file is fetched by naming it.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
-use hf_hub::progress::{DownloadEvent, Progress, ProgressEvent, ProgressHandler};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Deserialize;
 
+use super::integrity::{CopyError, TempFile, check};
 use crate::{Error, Result};
 
 /// Files taken from a repo when no single file is named.
@@ -178,20 +178,177 @@ pub fn cached(hub_dir: &Path, r: &HubRef) -> Option<PathBuf> {
     }
 }
 
-/// Whether a downloaded snapshot holds weights omni can load.
-fn has_weights(snapshot: &Path) -> bool {
-    std::fs::read_dir(snapshot).is_ok_and(|entries| {
-        entries
-            .flatten()
-            .any(|e| e.file_name().to_string_lossy().ends_with(".safetensors"))
-    })
-}
-
 /// The hub used when `HF_ENDPOINT` is not set.
 pub const DEFAULT_HUB_ENDPOINT: &str = "https://huggingface.co";
 
+/// One file of a repo tree, as the hub's `tree` API lists it.
+#[derive(Debug, Deserialize)]
+struct TreeEntry {
+    #[serde(rename = "type")]
+    kind: String,
+    path: String,
+    #[serde(default)]
+    size: u64,
+    /// Present for files stored in LFS: their sha256.
+    lfs: Option<LfsInfo>,
+}
+
+#[derive(Debug, Deserialize)]
+struct LfsInfo {
+    oid: String,
+}
+
+/// Whether `path` matches a snapshot pattern: `*suffix` or an exact file name.
+fn wanted(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    SNAPSHOT_PATTERNS.iter().any(|p| match p.strip_prefix('*') {
+        Some(suffix) => path.ends_with(suffix),
+        None => name == *p,
+    })
+}
+
+/// The access token: `HF_TOKEN`, else the file `huggingface-cli login` writes
+/// (`$HF_HOME/token`, default `~/.cache/huggingface/token`).
+fn token() -> Option<String> {
+    let from_env = std::env::var("HF_TOKEN").ok();
+    let from_file = || {
+        let home = std::env::var_os("HF_HOME").map(PathBuf::from).or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/huggingface"))
+        })?;
+        std::fs::read_to_string(home.join("token")).ok()
+    };
+    from_env
+        .or_else(from_file)
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+}
+
+/// Talks to one hub endpoint for one repo.
+struct HubClient<'a> {
+    agent: ureq::Agent,
+    endpoint: String,
+    repo: &'a str,
+    token: Option<String>,
+}
+
+impl HubClient<'_> {
+    fn get(&self, url: &str) -> std::result::Result<ureq::http::Response<ureq::Body>, String> {
+        let mut request = self.agent.get(url);
+        if let Some(token) = &self.token {
+            request = request.header("Authorization", &format!("Bearer {token}"));
+        }
+        request.call().map_err(|e| format!("{url}: {e}"))
+    }
+
+    fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+    ) -> std::result::Result<(T, Option<String>), String> {
+        let mut response = self.get(url)?;
+        let next = response
+            .headers()
+            .get("link")
+            .and_then(|v| v.to_str().ok())
+            .and_then(next_link);
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(64 << 20)
+            .read_to_string()
+            .map_err(|e| format!("{url}: {e}"))?;
+        let value = serde_json::from_str(&body).map_err(|e| format!("{url}: bad reply: {e}"))?;
+        Ok((value, next))
+    }
+
+    /// The commit a branch, tag or commit names.
+    fn commit(&self, revision: &str) -> std::result::Result<String, String> {
+        #[derive(Deserialize)]
+        struct Info {
+            sha: String,
+        }
+        let url = format!(
+            "{}/api/models/{}/revision/{revision}",
+            self.endpoint, self.repo
+        );
+        let (info, _): (Info, _) = self.get_json(&url)?;
+        if !is_commit_hash(&info.sha) {
+            return Err(format!("{url}: `{}` is not a commit hash", info.sha));
+        }
+        Ok(info.sha)
+    }
+
+    /// Every file of the repo at `commit`, following the listing's pages.
+    fn files(&self, commit: &str) -> std::result::Result<Vec<TreeEntry>, String> {
+        let mut url = Some(format!(
+            "{}/api/models/{}/tree/{commit}?recursive=true",
+            self.endpoint, self.repo
+        ));
+        let mut files = Vec::new();
+        while let Some(page) = url {
+            let (entries, next): (Vec<TreeEntry>, _) = self.get_json(&page)?;
+            files.extend(entries.into_iter().filter(|e| e.kind == "file"));
+            url = next;
+        }
+        Ok(files)
+    }
+
+    /// Downloads `file` at `commit` into `dest`, checking its size and (for LFS files) sha256.
+    fn download(
+        &self,
+        commit: &str,
+        file: &str,
+        expected: Option<&TreeEntry>,
+        dest: &Path,
+        bar: &ProgressBar,
+    ) -> Result<()> {
+        let url = format!("{}/{}/resolve/{commit}/{file}", self.endpoint, self.repo);
+        let response = self.get(&url).map_err(|reason| Error::Fetch {
+            what: file.to_string(),
+            url: url.clone(),
+            reason,
+        })?;
+        let tmp_dir = dest.parent().unwrap_or(dest);
+        let mut temp = TempFile::create_in(tmp_dir, file)?;
+        let mut body = response.into_body().into_reader();
+        match temp.copy_from(&mut body, |n| bar.inc(n)) {
+            Ok(_) => {}
+            Err(CopyError::Read(e)) => {
+                return Err(Error::Fetch {
+                    what: file.to_string(),
+                    url,
+                    reason: e.to_string(),
+                });
+            }
+            Err(CopyError::Write(e)) => return Err(Error::io(temp.path(), e)),
+        }
+        if let Some(entry) = expected {
+            let (size, sha256) = temp.digest();
+            // The tree lists sha256 only for LFS files (others carry a git blob id).
+            let want_sha = entry
+                .lfs
+                .as_ref()
+                .map_or(sha256.as_str(), |l| l.oid.as_str());
+            check(dest, size, &sha256, entry.size, want_sha)?;
+        }
+        temp.persist(dest)
+    }
+}
+
+/// The `rel="next"` URL of a `Link` header.
+fn next_link(header: &str) -> Option<String> {
+    header.split(',').find_map(|part| {
+        let (url, params) = part.split_once(';')?;
+        params.contains("rel=\"next\"").then(|| {
+            url.trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string()
+        })
+    })
+}
+
 /// Fetches `r` from the hub at `endpoint` into `hub_dir` (token: `HF_TOKEN` or the
-/// `huggingface-cli login` file, as hf-hub finds it).
+/// `huggingface-cli login` file). `hint` is appended to network errors.
 pub fn fetch(
     hub_dir: &Path,
     r: &HubRef,
@@ -204,113 +361,86 @@ pub fn fetch(
         url: format!("{}/{}", endpoint.trim_end_matches('/'), r.repo),
         reason: format!("{reason}{hint}"),
     };
-    let client = hf_hub::HFClient::builder()
-        .endpoint(endpoint)
-        .cache_dir(hub_dir)
-        .retry_max_attempts(1)
-        .user_agent(concat!("omni/", env!("CARGO_PKG_VERSION")))
-        .build_sync()
-        .map_err(|e| fail(e.to_string()))?;
-    let (owner, name) = hf_hub::split_id(&r.repo);
-    let repo = client.model(owner, name);
-    let bar = BarHandler::new(progress, &r.spec());
-    let result = match &r.file {
-        Some(file) => repo
-            .download_file()
-            .filename(file.clone())
-            .maybe_revision(r.revision.clone())
-            .progress(Progress::from(bar.clone()))
-            .send(),
-        None => repo
-            .snapshot_download()
-            .maybe_revision(r.revision.clone())
-            .allow_patterns(SNAPSHOT_PATTERNS.iter().map(|p| p.to_string()).collect())
-            .progress(Progress::from(bar.clone()))
-            .send(),
+    let client = HubClient {
+        agent: super::pypi::http_agent(),
+        endpoint: endpoint.trim_end_matches('/').to_string(),
+        repo: &r.repo,
+        token: token(),
     };
-    bar.bar.finish_and_clear();
-    let path = result.map_err(|e| fail(error_chain(&e)))?;
-    if r.file.is_none() {
-        if !has_weights(&path) {
-            return Err(fail(format!(
-                "the repo has no safetensors weights; to fetch one file (e.g. a GGUF) name it: hf:{}/FILE",
-                r.repo
-            )));
-        }
-        let commit = path
-            .file_name()
-            .map(|c| c.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        super::integrity::write_atomic(&complete_marker(hub_dir, r, &commit), b"")?;
-    }
-    Ok(path)
-}
-
-/// An error and its sources, e.g. `HTTP request error: …: dns error: failed to lookup address`,
-/// each message once.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
-    }
-    out
-}
-
-/// Draws hf-hub's download events as one indicatif bar (hidden when stderr is no terminal).
-struct BarHandler {
-    bar: ProgressBar,
-    files: Mutex<HashMap<String, u64>>,
-}
-
-impl BarHandler {
-    fn new(progress: bool, label: &str) -> std::sync::Arc<BarHandler> {
-        let bar = if progress {
-            ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
-        } else {
-            ProgressBar::hidden()
-        };
-        if let Ok(style) = ProgressStyle::with_template(
-            "{msg} [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
-        ) {
-            bar.set_style(style.progress_chars("=> "));
-        }
-        bar.set_message(label.to_string());
-        std::sync::Arc::new(BarHandler {
-            bar,
-            files: Mutex::new(HashMap::new()),
-        })
-    }
-}
-
-impl ProgressHandler for BarHandler {
-    fn on_progress(&self, event: &ProgressEvent) {
-        let ProgressEvent::Download(event) = event else {
-            return;
-        };
-        match event {
-            DownloadEvent::Start { total_bytes, .. } => self.bar.set_length(*total_bytes),
-            DownloadEvent::Progress { files } => {
-                if let Ok(mut seen) = self.files.lock() {
-                    for f in files {
-                        seen.insert(f.filename.clone(), f.bytes_completed);
-                    }
-                    self.bar.set_position(seen.values().sum());
-                }
+    let revision = r.revision.as_deref().unwrap_or("main");
+    let commit = client.commit(revision).map_err(fail)?;
+    let folder = hub_dir.join(r.cache_folder());
+    let snapshot = folder.join("snapshots").join(&commit);
+    let (todo, listed): (Vec<String>, Vec<TreeEntry>) = match &r.file {
+        Some(file) => (vec![file.clone()], Vec::new()),
+        None => {
+            let listed: Vec<TreeEntry> = client
+                .files(&commit)
+                .map_err(fail)?
+                .into_iter()
+                .filter(|e| wanted(&e.path))
+                .collect();
+            if !listed.iter().any(|e| e.path.ends_with(".safetensors")) {
+                return Err(fail(format!(
+                    "the repo has no safetensors weights; to fetch one file (e.g. a GGUF) name it: hf:{}/FILE",
+                    r.repo
+                )));
             }
-            DownloadEvent::AggregateProgress {
-                bytes_completed, ..
-            } if *bytes_completed > self.bar.position() => {
-                self.bar.set_position(*bytes_completed);
-            }
-            _ => {}
+            (listed.iter().map(|e| e.path.clone()).collect(), listed)
+        }
+    };
+    let bar = progress_bar(progress, &r.spec(), listed.iter().map(|e| e.size).sum());
+    for file in &todo {
+        let dest = snapshot.join(file);
+        let entry = listed.iter().find(|e| &e.path == file);
+        if dest.is_file() && entry.is_none_or(|e| file_size(&dest) == e.size) {
+            bar.inc(entry.map_or(0, |e| e.size));
+            continue;
+        }
+        let fetched = client.download(&commit, file, entry, &dest, &bar);
+        if let Err(err) = fetched {
+            bar.finish_and_clear();
+            return Err(match err {
+                Error::Fetch { url, reason, .. } => Error::Fetch {
+                    what: r.spec(),
+                    url,
+                    reason: format!("{reason}{hint}"),
+                },
+                other => other,
+            });
         }
     }
+    bar.finish_and_clear();
+    if !is_commit_hash(revision) {
+        super::integrity::write_atomic(&folder.join("refs").join(revision), commit.as_bytes())?;
+    }
+    match &r.file {
+        Some(file) => Ok(snapshot.join(file)),
+        None => {
+            super::integrity::write_atomic(&complete_marker(hub_dir, r, &commit), b"")?;
+            Ok(snapshot)
+        }
+    }
+}
+
+fn file_size(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+/// One byte-count bar for a whole fetch (drawn only when stderr is a terminal).
+fn progress_bar(progress: bool, label: &str, total: u64) -> ProgressBar {
+    if !progress {
+        return ProgressBar::hidden();
+    }
+    let bar =
+        ProgressBar::with_draw_target((total > 0).then_some(total), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template(
+        "{msg} [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(label.to_string());
+    bar
 }
 
 #[cfg(test)]
@@ -404,9 +534,6 @@ mod tests {
         assert_eq!(cached(&dir, &other_branch), None);
         assert_eq!(cached(&dir, &HubRef::parse("org/other").unwrap()), None);
 
-        assert!(!has_weights(&snapshot));
-        std::fs::write(snapshot.join("model.safetensors"), b"x").unwrap();
-        assert!(has_weights(&snapshot));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -38,22 +38,9 @@ pub(crate) struct Located {
 
 impl PypiClient {
     pub(crate) fn new(index_url: &str, progress: bool) -> PypiClient {
-        // Certificates come from the platform's trust store (on Linux: the system CA bundle,
-        // honouring SSL_CERT_FILE), so TLS-inspecting proxies with a local CA work.
-        let tls = ureq::tls::TlsConfig::builder()
-            .root_certs(ureq::tls::RootCerts::PlatformVerifier)
-            .build();
-        let agent = ureq::Agent::config_builder()
-            .tls_config(tls)
-            .timeout_connect(Some(Duration::from_secs(30)))
-            .timeout_recv_response(Some(Duration::from_secs(60)))
-            .timeout_per_read(Some(Duration::from_secs(60)))
-            .user_agent(concat!("omni/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
         PypiClient {
             index_url: index_url.trim_end_matches('/').to_string(),
-            agent,
+            agent: http_agent(),
             progress,
         }
     }
@@ -190,6 +177,23 @@ impl PypiClient {
         bar.set_message(wheel.requirement());
         bar
     }
+}
+
+/// The HTTP client for every download: certificates from the platform's trust store (on
+/// Linux the system CA bundle, honouring SSL_CERT_FILE, so TLS-inspecting proxies with a
+/// local CA work), bounded waits, omni's user agent.
+pub(crate) fn http_agent() -> ureq::Agent {
+    let tls = ureq::tls::TlsConfig::builder()
+        .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+        .build();
+    ureq::Agent::config_builder()
+        .tls_config(tls)
+        .timeout_connect(Some(Duration::from_secs(30)))
+        .timeout_recv_response(Some(Duration::from_secs(60)))
+        .timeout_per_read(Some(Duration::from_secs(60)))
+        .user_agent(concat!("omni/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into()
 }
 
 /// Copies the member `member` of the wheel (zip) at `wheel_path` onto the end of `out`.

@@ -6,7 +6,7 @@
 //! ```text
 //! models/<name>/<file>...           a catalogue model (or a model the user put there)
 //! models/<name>/.omni-manifest.json sizes + sha256 of the files, written after verification
-//! hub/models--org--name/...         hub downloads (hf-hub's own cache layout)
+//! hub/models--org--name/...         hub downloads (the hub's cache layout)
 //! tmp/                              wheels being downloaded (deleted after use)
 //! ```
 
@@ -197,7 +197,7 @@ impl Store {
         self.root.join("models").join(name)
     }
 
-    /// `<root>/hub`, hf-hub's cache.
+    /// `<root>/hub`, the hub cache.
     pub fn hub_dir(&self) -> PathBuf {
         self.root.join("hub")
     }

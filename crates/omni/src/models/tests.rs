@@ -42,14 +42,12 @@ fn temp_root(tag: &str) -> PathBuf {
 struct Route {
     content_type: &'static str,
     body: Vec<u8>,
-    headers: Vec<(String, String)>,
 }
 
 fn route(content_type: &'static str, body: impl Into<Vec<u8>>) -> Route {
     Route {
         content_type,
         body: body.into(),
-        headers: Vec::new(),
     }
 }
 
@@ -105,15 +103,11 @@ fn serve(mut stream: TcpStream, routes: &HashMap<String, Route>, hits: &Mutex<Ve
         Some(reply) => ("200 OK", reply),
         None => ("404 Not Found", &missing),
     };
-    let mut response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         reply.content_type,
         reply.body.len()
     );
-    for (name, value) in &reply.headers {
-        response.push_str(&format!("{name}: {value}\r\n"));
-    }
-    response.push_str("\r\n");
     let _ = stream.write_all(response.as_bytes());
     if method != "HEAD" {
         let _ = stream.write_all(&reply.body);
@@ -551,47 +545,62 @@ fn hub_names_resolve_from_the_hub_cache_and_fail_clearly_offline() {
 }
 
 /// A hub-like server for repo `org/tiny` at one commit, with a config, safetensors weights
-/// and a GGUF (which a whole-repo fetch must skip).
+/// (an LFS file, listed with its sha256) and a GGUF (which a whole-repo fetch must skip);
+/// and `org/corrupt`, whose listing gives the weights a sha256 they do not have.
 fn fake_hub() -> (Server, Vec<(&'static str, Vec<u8>)>) {
-    let commit = "0123456789abcdef0123456789abcdef01234567";
     let files: Vec<(&'static str, Vec<u8>)> = vec![
         ("config.json", b"{\"model_type\": \"bert\"}".to_vec()),
         ("model.safetensors", b"weights".to_vec()),
         ("model-q4.gguf", b"gguf".to_vec()),
     ];
     let mut routes = HashMap::new();
+    hub_repo(&mut routes, "org/tiny", &files, false);
+    hub_repo(&mut routes, "org/corrupt", &files, true);
+    (Server::start(routes), files)
+}
+
+fn hub_repo(
+    routes: &mut HashMap<String, Route>,
+    repo: &str,
+    files: &[(&'static str, Vec<u8>)],
+    wrong_sha: bool,
+) {
+    let commit = "0123456789abcdef0123456789abcdef01234567";
     routes.insert(
-        "/api/models/org/tiny/revision/main".to_string(),
+        format!("/api/models/{repo}/revision/main"),
         route(
             "application/json",
-            format!(r#"{{"id":"org/tiny","sha":"{commit}"}}"#),
+            format!(r#"{{"id":"{repo}","sha":"{commit}"}}"#),
         ),
     );
     let tree: Vec<String> = files
         .iter()
         .map(|(name, data)| {
+            let lfs = if name.ends_with(".safetensors") {
+                let oid = if wrong_sha { sha(b"other") } else { sha(data) };
+                format!(r#","lfs":{{"oid":"{oid}","size":{}}}"#, data.len())
+            } else {
+                String::new()
+            };
             format!(
-                r#"{{"type":"file","oid":"{}","size":{},"path":"{name}"}}"#,
+                r#"{{"type":"file","oid":"{}","size":{},"path":"{name}"{lfs}}}"#,
                 &sha(data)[..40],
                 data.len()
             )
         })
         .collect();
     routes.insert(
-        format!("/api/models/org/tiny/tree/{commit}"),
+        format!("/api/models/{repo}/tree/{commit}"),
         route("application/json", format!("[{}]", tree.join(","))),
     );
-    for (name, data) in &files {
-        let mut reply = route("application/octet-stream", data.clone());
-        reply.headers = vec![
-            ("ETag".into(), format!("\"{}\"", sha(data))),
-            ("X-Repo-Commit".into(), commit.into()),
-        ];
+    for (name, data) in files {
         for rev in ["main", commit] {
-            routes.insert(format!("/org/tiny/resolve/{rev}/{name}"), reply.clone());
+            routes.insert(
+                format!("/{repo}/resolve/{rev}/{name}"),
+                route("application/octet-stream", data.clone()),
+            );
         }
     }
-    (Server::start(routes), files)
 }
 
 fn hub_store(root: &Path, server: &Server) -> Store {
@@ -604,7 +613,7 @@ fn hub_store(root: &Path, server: &Server) -> Store {
 }
 
 #[test]
-fn hub_repos_are_fetched_through_hf_hub_into_the_cache() {
+fn hub_repos_are_fetched_into_the_cache() {
     let (server, files) = fake_hub();
     let root = temp_root("hub-fetch");
     let store = hub_store(&root, &server);
@@ -637,5 +646,11 @@ fn hub_repos_are_fetched_through_hf_hub_into_the_cache() {
     let err = store.resolve("hf:org/tiny/nope.gguf").unwrap_err();
     assert!(matches!(err, Error::Fetch { .. }), "{err}");
     assert!(err.to_string().contains("hf:org/tiny/nope.gguf"), "{err}");
+
+    // Bytes that do not match the listed sha256 are refused, and nothing is cached.
+    let err = store.resolve("org/corrupt").unwrap_err();
+    assert!(matches!(err, Error::Integrity { .. }), "{err}");
+    assert!(err.to_string().contains("sha256"), "{err}");
+    assert!(offline.resolve("org/corrupt").is_err());
     std::fs::remove_dir_all(&root).unwrap();
 }
