@@ -3,6 +3,7 @@
 mod ask;
 mod chat;
 mod classify;
+mod data;
 mod embed;
 mod eval;
 mod generate;
@@ -55,6 +56,9 @@ pub enum Command {
     /// Measure an image–text space on a labelled dataset.
     #[command(subcommand)]
     Eval(eval::EvalCommand),
+    /// Write training data (synthetic scenes, Fashion-MNIST) as images + JSONL manifests.
+    #[command(subcommand)]
+    Data(data::DataCommand),
     /// Serve the models over an OpenAI-compatible HTTP API, with a search-and-chat page.
     Serve(serve::ServeArgs),
 }
@@ -75,5 +79,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(command) => train::run(command),
         Command::Eval(command) => eval::run(command),
         Command::Serve(args) => serve::run(args),
+        Command::Data(command) => data::run(command),
     }
 }

@@ -1,5 +1,6 @@
 //! `omni train align`: train the image→text aligner (EfficientNet-Lite0 features into
-//! MiniLM space) on Fashion-MNIST and save it as a model of the store.
+//! MiniLM space) on Fashion-MNIST and save it as a model of the store; `omni train vlm`:
+//! train the projector that feeds image features to an LLM.
 
 use std::time::Instant;
 
@@ -9,6 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use omni::projector::ProjectorKind;
 use omni::tasks::align::{AlignRecipe, AlignStage, FASHION_IMAGE_SIZE, train_fashion_aligner};
 use omni::tasks::text_embedding::DEFAULT_TEXT_MODEL;
+use omni::tasks::vlm_train::{VlmRecipe, VlmStage, train_vlm};
 use omni::train::align::AlignConfig;
 use omni::train::datasets::Split;
 
@@ -20,6 +22,21 @@ pub enum TrainCommand {
     /// Fashion-MNIST (Debian: dataset-fashion-mnist) with caption templates. Saves model
     /// NAME in the store; run the same command again to resume after a stop.
     Align(AlignArgs),
+    /// Train a projector that feeds EfficientNet-Lite0 image features to a frozen LLM
+    /// (LLaVA's recipe: next-token loss on the answers of image conversations). The
+    /// recipe is a TOML file (manifests, LLM, steps…); saves model NAME in the store; run
+    /// the same command again to resume after a stop.
+    Vlm(VlmArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VlmArgs {
+    /// The recipe (TOML: name, llm, train, eval, kinds, init, [training] …).
+    #[arg(long, value_name = "FILE")]
+    pub config: std::path::PathBuf,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `--projector`.
@@ -77,6 +94,7 @@ pub const DEFAULT_ALIGNER: &str = "effnet-minilm-fashion";
 pub fn run(command: TrainCommand) -> anyhow::Result<()> {
     match command {
         TrainCommand::Align(args) => align(args),
+        TrainCommand::Vlm(args) => vlm(args),
     }
 }
 
@@ -123,6 +141,42 @@ fn align(args: AlignArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn vlm(args: VlmArgs) -> anyhow::Result<()> {
+    let recipe = VlmRecipe::load(&args.config)?;
+    let start = Instant::now();
+    let bars = Bars::default();
+    let result = train_vlm(&recipe, &mut |stage| {
+        let (key, len, pos, msg) = match stage {
+            VlmStage::Features { done, total } => ("encoding images", total, done, String::new()),
+            VlmStage::Train(p) => (
+                "training",
+                p.steps,
+                p.step,
+                format!(
+                    "loss {:.4} grad norm {:.3} lr {:.2e}",
+                    p.loss, p.grad_norm, p.lr
+                ),
+            ),
+            VlmStage::Eval { done, total } => ("evaluating", total, done, String::new()),
+        };
+        bars.update(key, len, pos, msg);
+        true
+    });
+    bars.finish();
+    let (dir, report) = result?.context("the run stopped before the end; run again to resume")?;
+    if args.json {
+        let out = serde_json::json!({
+            "model": recipe.name, "dir": dir, "evaluation": report,
+            "seconds": start.elapsed().as_secs_f64(),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("saved {} in {}", recipe.name, dir.display());
+        print!("{report}");
+    }
+    Ok(())
+}
+
 /// One progress bar per stage: embedding each split, then training.
 #[derive(Default)]
 pub struct Bars {
@@ -155,6 +209,12 @@ impl Bars {
                 ),
             ),
         };
+        self.update(&key, len, pos, msg);
+        true
+    }
+
+    /// Moves the bar of stage `key` (a new bar when the stage changes) to `pos` of `len`.
+    pub fn update(&self, key: &str, len: usize, pos: usize, msg: String) {
         let mut current = self.current.borrow_mut();
         if current.as_ref().is_none_or(|(k, _)| *k != key) {
             if let Some((_, bar)) = current.take() {
@@ -168,13 +228,12 @@ impl Bars {
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
             );
-            *current = Some((key, bar));
+            *current = Some((key.to_string(), bar));
         }
         if let Some((_, bar)) = current.as_ref() {
             bar.set_position(pos as u64);
             bar.set_message(msg);
         }
-        true
     }
 
     /// Closes the last bar.

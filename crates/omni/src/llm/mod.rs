@@ -16,6 +16,7 @@
 mod attention;
 mod chat_template;
 mod config;
+mod dense;
 mod generate;
 mod gguf;
 mod kv_cache;
@@ -33,6 +34,7 @@ use candle_core::{DType, Device, Tensor};
 
 pub use chat_template::{ChatTemplate, Message};
 pub use config::{Arch, LlmConfig, RopeStyle, SUPPORTED_ARCHITECTURES};
+pub use dense::DenseLlama;
 pub use generate::{
     Decoding, FinishReason, GenerateOptions, Generation, GenerationStats, generate, prefill,
 };

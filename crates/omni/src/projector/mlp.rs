@@ -57,6 +57,30 @@ impl Projector {
         Self::new(config, vb).map_err(|e| Error::model_file(&weights, e.to_string()))
     }
 
+    /// Saves `projector.json` and `model.safetensors` (f32) in `dir`: what
+    /// [`Self::load`] reads.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let weights: std::collections::HashMap<String, Tensor> = match &self.layers {
+            Layers::Linear(l) => linear_tensors(l, ""),
+            Layers::Mlp(a, b) => {
+                let mut all = linear_tensors(a, "0.");
+                all.extend(linear_tensors(b, "2."));
+                all
+            }
+        };
+        let weights = weights
+            .into_iter()
+            .map(|(k, v)| Ok((k, v.to_dtype(DType::F32)?.detach())))
+            .collect::<Result<std::collections::HashMap<_, _>>>()?;
+        let path = dir.join("model.safetensors");
+        candle_core::safetensors::save(&weights, &path)
+            .map_err(|e| Error::model_file(&path, e.to_string()))?;
+        let json = dir.join("projector.json");
+        let text = serde_json::to_string_pretty(&self.config)
+            .map_err(|e| Error::InvalidInput(format!("projector config: {e}")))?;
+        std::fs::write(&json, text + "\n").map_err(|e| Error::io(&json, e))
+    }
+
     /// Its shape.
     pub fn config(&self) -> &ProjectorConfig {
         &self.config
@@ -72,6 +96,15 @@ impl Projector {
             Layers::Mlp(a, b) => b.forward(&a.forward(x)?.gelu_erf()?)?,
         })
     }
+}
+
+fn linear_tensors(l: &Linear, prefix: &str) -> std::collections::HashMap<String, Tensor> {
+    let mut out =
+        std::collections::HashMap::from([(format!("{prefix}weight"), l.weight().clone())]);
+    if let Some(b) = l.bias() {
+        out.insert(format!("{prefix}bias"), b.clone());
+    }
+    out
 }
 
 #[cfg(test)]

@@ -257,7 +257,7 @@ pub fn zero_shot_accuracy(
 
 /// Re-initialises every matrix and its bias like PyTorch's `nn.Linear` (uniform in
 /// ±1/√fan_in), from `seed`: candle's CPU random numbers cannot be seeded.
-fn seeded_init(vars: &VarMap, seed: u64) -> Result<()> {
+pub(crate) fn seeded_init(vars: &VarMap, seed: u64) -> Result<()> {
     let mut rng = StdRng::seed_from_u64(seed);
     let current = var_tensors(vars)?;
     let mut names: Vec<&String> = current.keys().collect();
@@ -287,7 +287,7 @@ fn seeded_init(vars: &VarMap, seed: u64) -> Result<()> {
     set_vars(vars, &fresh)
 }
 
-fn var_tensors(vars: &VarMap) -> Result<HashMap<String, Tensor>> {
+pub(crate) fn var_tensors(vars: &VarMap) -> Result<HashMap<String, Tensor>> {
     let data = vars
         .data()
         .lock()
@@ -298,7 +298,7 @@ fn var_tensors(vars: &VarMap) -> Result<HashMap<String, Tensor>> {
         .collect())
 }
 
-fn set_vars(vars: &VarMap, values: &HashMap<String, Tensor>) -> Result<()> {
+pub(crate) fn set_vars(vars: &VarMap, values: &HashMap<String, Tensor>) -> Result<()> {
     let data = vars
         .data()
         .lock()

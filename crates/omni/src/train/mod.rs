@@ -6,7 +6,11 @@ pub mod align;
 pub mod checkpoint;
 pub mod contrastive;
 pub mod datasets;
+pub mod manifest;
+pub mod mllm;
 pub mod optim;
+pub mod scenes;
+pub mod synth;
 
 pub use checkpoint::Checkpoints;
 pub use contrastive::info_nce;

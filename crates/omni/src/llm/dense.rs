@@ -1,0 +1,538 @@
+//! The LLaMA-family decoder in candle tensors (f32 or f64), differentiable: what training
+//! runs through. The projector's gradients flow back through the frozen LLM; LoRA
+//! adapters or unfrozen weights get their own.
+//!
+//! The same architecture as [`super::LlamaModel`] (which is the fast, quantized,
+//! inference-only path), here from dequantized GGUF weights or a Hugging Face
+//! safetensors checkpoint. Frozen weights go through [`FrozenMatmul`], whose backward
+//! pass computes only the input's gradient: a plain matmul would also compute the
+//! weight's, doubling the cost of every backward step.
+//!
+//! Reference: HF transformers' `LlamaModel` / `Qwen2Model` (eager attention).
+
+use candle_core::{CpuStorage, CustomOp1, D, DType, Device, Layout, Shape, Tensor};
+
+use super::config::{LlmConfig, RopeStyle};
+use super::gguf::GgufFile;
+use crate::{Error, Result};
+
+/// `y = x·Wᵀ` for a weight that does not train: the backward pass returns `∂L/∂x` only.
+struct FrozenMatmul {
+    /// (out, in)
+    weight: Tensor,
+}
+
+impl CustomOp1 for FrozenMatmul {
+    fn name(&self) -> &'static str {
+        "frozen-matmul"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (start, end) = layout
+            .contiguous_offsets()
+            .ok_or_else(|| candle_core::Error::Msg("frozen matmul: input not contiguous".into()))?;
+        let cpu = Device::Cpu;
+        let x = match storage {
+            CpuStorage::F32(v) => Tensor::from_slice(&v[start..end], layout.dims(), &cpu)?,
+            CpuStorage::F64(v) => Tensor::from_slice(&v[start..end], layout.dims(), &cpu)?,
+            _ => candle_core::bail!("frozen matmul: f32 or f64 input expected"),
+        };
+        let y = x.matmul(&self.weight.t()?)?;
+        let shape = y.shape().clone();
+        let y = y.flatten_all()?;
+        let out = match y.dtype() {
+            DType::F64 => CpuStorage::F64(y.to_vec1()?),
+            _ => CpuStorage::F32(y.to_vec1()?),
+        };
+        Ok((out, shape))
+    }
+
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(grad.matmul(&self.weight)?))
+    }
+}
+
+/// A linear layer of the decoder; trains only if its weight is a variable.
+#[derive(Debug, Clone)]
+struct DenseLinear {
+    /// (out, in)
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+impl DenseLinear {
+    /// `x`: (…, in) → (…, out)
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let Some((&inp, lead)) = x.dims().split_last() else {
+            return Err(Error::InvalidInput(
+                "a linear layer needs a tensor, got a scalar".into(),
+            ));
+        };
+        let rows: usize = lead.iter().product();
+        let x2 = x.contiguous()?.reshape((rows, inp))?;
+        let y = if self.weight.is_variable() {
+            x2.matmul(&self.weight.t()?)?
+        } else {
+            x2.apply_op1(FrozenMatmul {
+                weight: self.weight.clone(),
+            })?
+        };
+        let mut out_dims = lead.to_vec();
+        out_dims.push(self.weight.dim(0)?);
+        let y = y.reshape(out_dims)?;
+        Ok(match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+struct DenseBlock {
+    attn_norm: Tensor,
+    q: DenseLinear,
+    k: DenseLinear,
+    v: DenseLinear,
+    o: DenseLinear,
+    ffn_norm: Tensor,
+    gate: DenseLinear,
+    up: DenseLinear,
+    down: DenseLinear,
+}
+
+/// A LLaMA / Qwen2 decoder over candle tensors.
+#[derive(Debug, Clone)]
+pub struct DenseLlama {
+    config: LlmConfig,
+    /// (vocab, hidden)
+    embed: Tensor,
+    /// (vocab, hidden); `None` when tied to `embed`.
+    lm_head: Option<Tensor>,
+    norm: Tensor,
+    blocks: Vec<DenseBlock>,
+    /// `rope_dim / 2` inverse frequencies.
+    inv_freq: Vec<f64>,
+    dtype: DType,
+}
+
+impl DenseLlama {
+    /// Builds the decoder from tensors named as in GGUF (`token_embd.weight`,
+    /// `blk.{i}.attn_q.weight`, …), converted to `dtype`.
+    pub fn from_named(
+        config: LlmConfig,
+        dtype: DType,
+        get: &mut dyn FnMut(&str) -> Result<Tensor>,
+    ) -> Result<Self> {
+        let c = &config;
+        if c.rope_dim != c.head_dim {
+            return Err(Error::InvalidInput(format!(
+                "partial RoPE ({} of {} head dimensions) is not supported for training",
+                c.rope_dim, c.head_dim
+            )));
+        }
+        let (h, kv) = (c.n_head * c.head_dim, c.n_kv_head * c.head_dim);
+        let mut tensor = |name: &str, shape: &[usize]| -> Result<Tensor> {
+            let t = get(name)?;
+            if t.dims() != shape {
+                return Err(Error::InvalidInput(format!(
+                    "tensor `{name}` has shape {:?}, expected {shape:?}",
+                    t.dims()
+                )));
+            }
+            Ok(t.to_dtype(dtype)?)
+        };
+        let d = c.hidden_size;
+        let mut blocks = Vec::with_capacity(c.n_layer);
+        for i in 0..c.n_layer {
+            let n = |s: &str| format!("blk.{i}.{s}");
+            let t = &mut tensor;
+            blocks.push(DenseBlock {
+                attn_norm: t(&n("attn_norm.weight"), &[d])?,
+                q: dense_linear(t, &n("attn_q"), h, d, c.qkv_bias)?,
+                k: dense_linear(t, &n("attn_k"), kv, d, c.qkv_bias)?,
+                v: dense_linear(t, &n("attn_v"), kv, d, c.qkv_bias)?,
+                o: dense_linear(t, &n("attn_output"), d, h, false)?,
+                ffn_norm: t(&n("ffn_norm.weight"), &[d])?,
+                gate: dense_linear(t, &n("ffn_gate"), c.ffn_dim, d, false)?,
+                up: dense_linear(t, &n("ffn_up"), c.ffn_dim, d, false)?,
+                down: dense_linear(t, &n("ffn_down"), d, c.ffn_dim, false)?,
+            });
+        }
+        let embed = tensor("token_embd.weight", &[c.vocab_size, d])?;
+        let lm_head = if c.tied_embeddings {
+            None
+        } else {
+            Some(tensor("output.weight", &[c.vocab_size, d])?)
+        };
+        let norm = tensor("output_norm.weight", &[d])?;
+        let pairs = c.rope_dim / 2;
+        let inv_freq = (0..pairs)
+            .map(|i| {
+                c.rope_freq_scale as f64
+                    / (c.rope_theta as f64).powf(2.0 * i as f64 / c.rope_dim as f64)
+            })
+            .collect();
+        Ok(Self {
+            config,
+            embed,
+            lm_head,
+            norm,
+            blocks,
+            inv_freq,
+            dtype,
+        })
+    }
+
+    /// Dequantizes the weights of a GGUF file (whose resolved config is `config`).
+    pub fn from_gguf(gguf: &mut GgufFile, config: LlmConfig, dtype: DType) -> Result<Self> {
+        if gguf.has_tensor("rope_freqs.weight") {
+            return Err(Error::model_file(
+                gguf.path(),
+                "RoPE frequency factors (LLaMA 3) are not supported for training",
+            ));
+        }
+        let path = gguf.path().to_path_buf();
+        Self::from_named(config, dtype, &mut |name| {
+            gguf.tensor(name)?
+                .dequantize(&Device::Cpu)
+                .map_err(|e| Error::model_file(&path, format!("tensor `{name}`: {e}")))
+        })
+    }
+
+    pub fn config(&self) -> &LlmConfig {
+        &self.config
+    }
+
+    /// The dtype of the weights and activations.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Token embeddings `(tokens.len(), hidden)` (constants: the table does not train).
+    pub fn embed_tokens(&self, tokens: &[u32]) -> Result<Tensor> {
+        if let Some(&bad) = tokens
+            .iter()
+            .find(|&&t| t as usize >= self.config.vocab_size)
+        {
+            return Err(Error::InvalidInput(format!(
+                "token id {bad} is outside the vocabulary of {} tokens",
+                self.config.vocab_size
+            )));
+        }
+        let ids = Tensor::new(tokens, &Device::Cpu)?;
+        Ok(self.embed.index_select(&ids, 0)?.detach())
+    }
+
+    /// Runs input embeddings `(batch, seq, hidden)` from position 0 with causal attention
+    /// and returns the final-normed hidden states `(batch, seq, hidden)`. Sequences may be
+    /// right-padded: a position never attends to later ones.
+    pub fn forward_embeds(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, t, d) = x.dims3()?;
+        if d != self.config.hidden_size {
+            return Err(Error::InvalidInput(format!(
+                "embeddings of width {d} given to a model of width {}",
+                self.config.hidden_size
+            )));
+        }
+        let (cos, sin) = self.rope_tables(t)?;
+        let mask = causal_mask(t, self.dtype)?;
+        let mut x = x.to_dtype(self.dtype)?;
+        for block in &self.blocks {
+            x = self.block(block, &x, b, t, &cos, &sin, &mask)?;
+        }
+        rms_norm(&x, &self.norm, self.config.rms_eps)
+    }
+
+    /// Next-token logits `(n, vocab)` of hidden states `(n, hidden)`.
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        let head = DenseLinear {
+            weight: self.lm_head.as_ref().unwrap_or(&self.embed).clone(),
+            bias: None,
+        };
+        head.forward(hidden)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn block(
+        &self,
+        w: &DenseBlock,
+        x: &Tensor,
+        b: usize,
+        t: usize,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: &Tensor,
+    ) -> Result<Tensor> {
+        let c = &self.config;
+        let (nh, nkv, hd) = (c.n_head, c.n_kv_head, c.head_dim);
+        let n = rms_norm(x, &w.attn_norm, c.rms_eps)?;
+        let heads = |y: Tensor, count: usize| -> Result<Tensor> {
+            Ok(y.reshape((b, t, count, hd))?
+                .transpose(1, 2)?
+                .contiguous()?)
+        };
+        let q = heads(w.q.forward(&n)?, nh)?;
+        let k = heads(w.k.forward(&n)?, nkv)?;
+        let v = heads(w.v.forward(&n)?, nkv)?;
+        let (q, k) = match c.rope_style {
+            RopeStyle::Neox => (
+                candle_nn::rotary_emb::rope_slow(&q, cos, sin)?,
+                candle_nn::rotary_emb::rope_slow(&k, cos, sin)?,
+            ),
+            RopeStyle::Interleaved => (
+                candle_nn::rotary_emb::rope_i_slow(&q, cos, sin)?,
+                candle_nn::rotary_emb::rope_i_slow(&k, cos, sin)?,
+            ),
+        };
+        let (k, v) = (repeat_kv(&k, nh / nkv)?, repeat_kv(&v, nh / nkv)?);
+        let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?.broadcast_add(mask)?;
+        let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let attn = probs
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .reshape((b, t, nh * hd))?;
+        let x = (x + w.o.forward(&attn)?)?;
+        let n = rms_norm(&x, &w.ffn_norm, c.rms_eps)?;
+        let ffn = (candle_nn::ops::silu(&w.gate.forward(&n)?)? * w.up.forward(&n)?)?;
+        Ok((&x + w.down.forward(&ffn)?)?)
+    }
+
+    /// cos and sin of positions `0..t`: `(t, rope_dim / 2)` each.
+    fn rope_tables(&self, t: usize) -> Result<(Tensor, Tensor)> {
+        let pairs = self.inv_freq.len();
+        let angles: Vec<f64> = (0..t)
+            .flat_map(|p| self.inv_freq.iter().map(move |f| p as f64 * f))
+            .collect();
+        let table = |f: fn(f64) -> f64| -> Result<Tensor> {
+            let values: Vec<f64> = angles.iter().map(|&a| f(a)).collect();
+            Ok(Tensor::from_vec(values, (t, pairs), &Device::Cpu)?.to_dtype(self.dtype)?)
+        };
+        Ok((table(f64::cos)?, table(f64::sin)?))
+    }
+}
+
+/// Reads `{name}.weight` (out, inp) and, if `bias`, `{name}.bias`.
+fn dense_linear(
+    tensor: &mut impl FnMut(&str, &[usize]) -> Result<Tensor>,
+    name: &str,
+    out: usize,
+    inp: usize,
+    bias: bool,
+) -> Result<DenseLinear> {
+    Ok(DenseLinear {
+        weight: tensor(&format!("{name}.weight"), &[out, inp])?,
+        bias: match bias {
+            true => Some(tensor(&format!("{name}.bias"), &[out])?),
+            false => None,
+        },
+    })
+}
+
+/// `x / sqrt(mean(x²) + eps) · w` over the last dimension (differentiable).
+fn rms_norm(x: &Tensor, w: &Tensor, eps: f32) -> Result<Tensor> {
+    let mean = x.sqr()?.mean_keepdim(D::Minus1)?;
+    Ok(x.broadcast_div(&(mean + eps as f64)?.sqrt()?)?
+        .broadcast_mul(w)?)
+}
+
+/// `(b, kv_heads, t, hd)` → `(b, kv_heads · n, t, hd)`, each head repeated `n` times.
+fn repeat_kv(x: &Tensor, n: usize) -> Result<Tensor> {
+    if n == 1 {
+        return Ok(x.clone());
+    }
+    let (b, kvh, t, hd) = x.dims4()?;
+    Ok(x.unsqueeze(2)?
+        .broadcast_as((b, kvh, n, t, hd))?
+        .reshape((b, kvh * n, t, hd))?)
+}
+
+/// `(t, t)`: 0 on and below the diagonal, −∞ above.
+fn causal_mask(t: usize, dtype: DType) -> Result<Tensor> {
+    let values: Vec<f32> = (0..t)
+        .flat_map(|i| (0..t).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Ok(Tensor::from_vec(values, (t, t), &Device::Cpu)?.to_dtype(dtype)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::Var;
+
+    use super::*;
+    use crate::llm::Arch;
+
+    fn tiny_config(rope_style: RopeStyle) -> LlmConfig {
+        LlmConfig {
+            arch: Arch::Qwen2,
+            name: None,
+            hidden_size: 8,
+            n_layer: 2,
+            n_head: 2,
+            n_kv_head: 1,
+            head_dim: 4,
+            ffn_dim: 12,
+            context_length: 32,
+            vocab_size: 11,
+            rope_dim: 4,
+            rope_theta: 10_000.0,
+            rope_freq_scale: 1.0,
+            rope_style,
+            rms_eps: 1e-6,
+            qkv_bias: true,
+            tied_embeddings: true,
+        }
+    }
+
+    /// Deterministic values in (-0.5, 0.5) (an LCG: no dependence on rand's versions).
+    fn values(n: usize, seed: &mut u64) -> Vec<f64> {
+        (0..n)
+            .map(|_| {
+                *seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (*seed >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+            })
+            .collect()
+    }
+
+    fn tiny_model(rope_style: RopeStyle) -> DenseLlama {
+        let mut seed = 7;
+        let c = tiny_config(rope_style);
+        let (d, f, v) = (c.hidden_size, c.ffn_dim, c.vocab_size);
+        let (h, kv) = (c.n_head * c.head_dim, c.n_kv_head * c.head_dim);
+        DenseLlama::from_named(c, DType::F64, &mut |name| {
+            let layer_tensor = name.split('.').nth(2).unwrap_or("");
+            let shape: Vec<usize> = match (name, layer_tensor) {
+                ("token_embd.weight", _) => vec![v, d],
+                ("output_norm.weight", _) => vec![d],
+                (_, "attn_norm" | "ffn_norm") => vec![d],
+                (n, "attn_q") if n.ends_with("bias") => vec![h],
+                (n, "attn_k" | "attn_v") if n.ends_with("bias") => vec![kv],
+                (_, "attn_q") => vec![h, d],
+                (_, "attn_k" | "attn_v") => vec![kv, d],
+                (_, "attn_output") => vec![d, h],
+                (_, "ffn_gate" | "ffn_up") => vec![f, d],
+                (_, "ffn_down") => vec![d, f],
+                _ => panic!("unexpected tensor {name}"),
+            };
+            let n = shape.iter().product();
+            let mut data = values(n, &mut seed);
+            if name.ends_with("norm.weight") {
+                data.iter_mut().for_each(|x| *x += 1.0);
+            }
+            Ok(Tensor::from_vec(data, shape, &Device::Cpu)?)
+        })
+        .unwrap()
+    }
+
+    /// Cross-entropy of the next tokens at some positions, as training uses it.
+    fn loss(model: &DenseLlama, x: &Tensor) -> Tensor {
+        let hidden = model.forward_embeds(x).unwrap();
+        let rows = hidden.squeeze(0).unwrap();
+        let picked = rows
+            .index_select(&Tensor::new(&[1u32, 3, 4], &Device::Cpu).unwrap(), 0)
+            .unwrap();
+        let logits = model.logits(&picked).unwrap();
+        let targets = Tensor::new(&[2u32, 9, 0], &Device::Cpu).unwrap();
+        candle_nn::loss::cross_entropy(&logits, &targets).unwrap()
+    }
+
+    /// Central differences of `loss` in each coordinate of `var`.
+    fn numeric_grad(var: &Var, mut loss: impl FnMut() -> f64) -> Vec<f64> {
+        let base: Vec<f64> = var.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
+        let shape = var.shape().clone();
+        let eps = 1e-5;
+        (0..base.len())
+            .map(|i| {
+                let mut at = |delta: f64| {
+                    let mut v = base.clone();
+                    v[i] += delta;
+                    var.set(&Tensor::from_vec(v, shape.clone(), &Device::Cpu).unwrap())
+                        .unwrap();
+                    loss()
+                };
+                let g = (at(eps) - at(-eps)) / (2.0 * eps);
+                var.set(&Tensor::from_vec(base.clone(), shape.clone(), &Device::Cpu).unwrap())
+                    .unwrap();
+                g
+            })
+            .collect()
+    }
+
+    fn assert_close(analytic: &[f64], numeric: &[f64]) {
+        let scale = numeric.iter().fold(0f64, |m, g| m.max(g.abs()));
+        assert!(scale > 1e-4, "gradient vanishes: {numeric:?}");
+        for (a, n) in analytic.iter().zip(numeric) {
+            assert!((a - n).abs() <= 1e-6 * scale.max(1.0), "{a} vs {n}");
+        }
+    }
+
+    #[test]
+    fn input_gradients_through_the_frozen_decoder_match_finite_differences() {
+        for style in [RopeStyle::Neox, RopeStyle::Interleaved] {
+            let model = tiny_model(style);
+            let mut seed = 3;
+            let x = Var::from_vec(values(5 * 8, &mut seed), (1, 5, 8), &Device::Cpu).unwrap();
+            let grads = loss(&model, x.as_tensor()).backward().unwrap();
+            let analytic: Vec<f64> = grads
+                .get(x.as_tensor())
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let numeric = numeric_grad(&x, || {
+                loss(&model, x.as_tensor()).to_scalar::<f64>().unwrap()
+            });
+            assert_close(&analytic, &numeric);
+            // Frozen weights get no gradient.
+            assert!(grads.get(&model.blocks[0].q.weight).is_none());
+        }
+    }
+
+    #[test]
+    fn unfrozen_weights_get_gradients_too() {
+        let mut model = tiny_model(RopeStyle::Neox);
+        let w = Var::from_tensor(&model.blocks[1].gate.weight).unwrap();
+        model.blocks[1].gate.weight = w.as_tensor().clone();
+        let mut seed = 5;
+        let x = Tensor::from_vec(values(5 * 8, &mut seed), (1, 5, 8), &Device::Cpu).unwrap();
+        let grads = loss(&model, &x).backward().unwrap();
+        let analytic: Vec<f64> = grads
+            .get(w.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let numeric = numeric_grad(&w, || loss(&model, &x).to_scalar::<f64>().unwrap());
+        assert_close(&analytic, &numeric);
+    }
+
+    #[test]
+    fn right_padding_does_not_change_earlier_positions() {
+        let model = tiny_model(RopeStyle::Interleaved);
+        let mut seed = 9;
+        let x = Tensor::from_vec(values(6 * 8, &mut seed), (1, 6, 8), &Device::Cpu).unwrap();
+        let full = model.forward_embeds(&x).unwrap();
+        let short = model.forward_embeds(&x.narrow(1, 0, 4).unwrap()).unwrap();
+        let diff = (full.narrow(1, 0, 4).unwrap() - short)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
+        assert!(diff < 1e-12, "{diff}");
+    }
+}

@@ -1,0 +1,321 @@
+//! Training a projector that feeds image features to a frozen LLM (LLaVA's recipe):
+//! next-token loss on the model's turns of image conversations, gradients flowing back
+//! through the frozen decoder ([`DenseLlama`]) into the projector.
+//!
+//! Stage 1 (alignment) trains on captions; stage 2 (instruction tuning) on questions and
+//! answers, starting from stage 1's projector. AdamW, warmup + cosine, global-norm
+//! clipping, gradient accumulation, checkpoints that resume exactly.
+
+use std::collections::HashMap;
+
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+
+use super::align::{seeded_init, set_vars, var_tensors};
+use super::{AdamW, AdamWConfig, Checkpoints, LrSchedule, grad_norm};
+use crate::llm::DenseLlama;
+use crate::projector::{Projector, ProjectorConfig, ProjectorKind};
+use crate::tasks::interleave::{Interleaved, Segment};
+use crate::{Error, Result};
+
+/// Optimizer settings of a projector run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProjectorTraining {
+    pub projector: ProjectorKind,
+    pub steps: usize,
+    /// Conversations per micro-batch.
+    pub batch_size: usize,
+    /// Micro-batches per optimizer step.
+    pub grad_accum: usize,
+    pub lr: f64,
+    pub min_lr: f64,
+    pub warmup: usize,
+    pub weight_decay: f64,
+    pub max_grad_norm: f64,
+    pub seed: u64,
+    /// Save a checkpoint every this many steps (and at the end).
+    pub checkpoint_every: usize,
+}
+
+impl Default for ProjectorTraining {
+    fn default() -> Self {
+        Self {
+            projector: ProjectorKind::Mlp2xGelu,
+            steps: 300,
+            batch_size: 4,
+            grad_accum: 1,
+            lr: 1e-3,
+            min_lr: 1e-5,
+            warmup: 20,
+            weight_decay: 0.0,
+            max_grad_norm: 1.0,
+            seed: 0,
+            checkpoint_every: 50,
+        }
+    }
+}
+
+/// One training conversation: its rendered prompt and the feature rows of its media.
+#[derive(Debug, Clone)]
+pub struct TrainSample {
+    pub prompt: Interleaved,
+    /// Per media slot, in order: encoder features `(tokens, input_dim)`.
+    pub media: Vec<Tensor>,
+}
+
+/// One step's numbers, for progress bars and logs.
+#[derive(Debug, Clone, Copy)]
+pub struct StepProgress {
+    pub step: usize,
+    pub steps: usize,
+    pub loss: f32,
+    pub lr: f64,
+    pub grad_norm: f64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct RunState {
+    step: usize,
+    config: ProjectorTraining,
+    projector: ProjectorConfig,
+    losses: Vec<f32>,
+}
+
+/// The mean next-token loss of `samples` (one micro-batch), differentiable in the
+/// projector.
+pub fn batch_loss(
+    llm: &DenseLlama,
+    projector: &Projector,
+    samples: &[&TrainSample],
+) -> Result<Tensor> {
+    let d = llm.config().hidden_size;
+    let mut sequences = Vec::with_capacity(samples.len());
+    let mut rows = Vec::new();
+    let mut labels = Vec::new();
+    let mut longest = 0;
+    for sample in samples {
+        let mut parts = Vec::new();
+        let mut pos = 0usize;
+        for segment in &sample.prompt.segments {
+            match segment {
+                Segment::Text { tokens, target } => {
+                    parts.push(llm.embed_tokens(tokens)?);
+                    if *target {
+                        // Position p predicts the token at p + 1.
+                        for (i, &t) in tokens.iter().enumerate() {
+                            if pos + i > 0 {
+                                rows.push((sequences.len(), pos + i - 1));
+                                labels.push(t);
+                            }
+                        }
+                    }
+                    pos += tokens.len();
+                }
+                Segment::Media { index, .. } => {
+                    let features = sample.media.get(*index).ok_or_else(|| {
+                        Error::InvalidInput(format!("media slot {index} has no features"))
+                    })?;
+                    let embeds = projector.forward(features)?.to_dtype(llm.dtype())?;
+                    pos += embeds.dim(0)?;
+                    parts.push(embeds);
+                }
+            }
+        }
+        longest = longest.max(pos);
+        sequences.push(Tensor::cat(&parts, 0)?);
+    }
+    if labels.is_empty() {
+        return Err(Error::InvalidInput(
+            "the batch has no target tokens to learn".into(),
+        ));
+    }
+    // Right-pad to the longest: causal attention keeps padding out of real positions.
+    let padded = sequences
+        .iter()
+        .map(|s| {
+            let len = s.dim(0)?;
+            if len == longest {
+                Ok(s.clone())
+            } else {
+                Ok(Tensor::cat(
+                    &[
+                        s.clone(),
+                        Tensor::zeros((longest - len, d), llm.dtype(), &Device::Cpu)?,
+                    ],
+                    0,
+                )?)
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let hidden = llm.forward_embeds(&Tensor::stack(&padded, 0)?)?;
+    let flat = hidden.reshape((samples.len() * longest, d))?;
+    let index: Vec<u32> = rows
+        .iter()
+        .map(|&(b, p)| (b * longest + p) as u32)
+        .collect();
+    let picked = flat.index_select(&Tensor::new(index.as_slice(), &Device::Cpu)?, 0)?;
+    let logits = llm.logits(&picked)?.to_dtype(DType::F32)?;
+    let labels = Tensor::new(labels.as_slice(), &Device::Cpu)?;
+    Ok(candle_nn::loss::cross_entropy(&logits, &labels)?)
+}
+
+/// Trains (or resumes, from the newest checkpoint) a projector from `input_dim`
+/// features into `llm`'s embedding space. `init` starts from given weights (stage 2
+/// from stage 1). `progress` is called after every step; `false` saves and stops,
+/// returning `None` (call again to resume).
+pub fn train_projector(
+    config: &ProjectorTraining,
+    llm: &DenseLlama,
+    input_dim: usize,
+    samples: &[TrainSample],
+    init: Option<&HashMap<String, Tensor>>,
+    checkpoints: &Checkpoints,
+    progress: &mut dyn FnMut(StepProgress) -> bool,
+) -> Result<Option<(Projector, Vec<f32>)>> {
+    if samples.is_empty() {
+        return Err(Error::InvalidInput("no training conversations".into()));
+    }
+    if config.batch_size == 0
+        || config.steps == 0
+        || config.grad_accum == 0
+        || config.checkpoint_every == 0
+    {
+        return Err(Error::InvalidInput(
+            "steps, batch size, accumulation and checkpoint interval must be positive".into(),
+        ));
+    }
+    let device = Device::Cpu;
+    let projector_config = ProjectorConfig {
+        kind: config.projector,
+        input_dim,
+        output_dim: llm.config().hidden_size,
+        hidden_dim: None,
+    };
+    let vars = VarMap::new();
+    let projector = Projector::new(
+        projector_config.clone(),
+        VarBuilder::from_varmap(&vars, DType::F32, &device),
+    )?;
+    seeded_init(&vars, config.seed)?;
+    if let Some(weights) = init {
+        set_vars(&vars, weights)?;
+    }
+    let mut optimizer = AdamW::new(
+        &vars,
+        AdamWConfig {
+            weight_decay: config.weight_decay,
+            ..AdamWConfig::default()
+        },
+    )?;
+    let mut start = 0;
+    let mut losses = Vec::new();
+    if let Some((step, dir)) = checkpoints.latest()? {
+        let state: RunState = Checkpoints::load_state(&dir)?;
+        if state.config != *config || state.projector != projector_config {
+            return Err(Error::InvalidInput(format!(
+                "{} holds a run with other settings ({:?}); use another output directory",
+                checkpoints.dir().display(),
+                state.config
+            )));
+        }
+        set_vars(&vars, &Checkpoints::load_tensors(&dir, "model")?)?;
+        optimizer.load_state(&Checkpoints::load_tensors(&dir, "optimizer")?, step)?;
+        start = step;
+        losses = state.losses;
+    }
+    let schedule = LrSchedule {
+        peak: config.lr,
+        floor: config.min_lr,
+        warmup: config.warmup,
+        total: config.steps,
+    };
+    let n = samples.len();
+    let per_step = config.batch_size * config.grad_accum;
+    let mut order: (usize, Vec<usize>) = (usize::MAX, Vec::new());
+    for step in start..config.steps {
+        let mut grads: Option<GradStore> = None;
+        let mut step_loss = 0f32;
+        for micro in 0..config.grad_accum {
+            let ids: Vec<usize> = (0..config.batch_size)
+                .map(|i| {
+                    let k = step * per_step + micro * config.batch_size + i;
+                    let epoch = k / n;
+                    if order.0 != epoch {
+                        // An epoch's order depends on the seed and the epoch only: a
+                        // resumed run sees the same batches.
+                        let mut rng = StdRng::seed_from_u64(
+                            config.seed ^ (epoch as u64).wrapping_mul(0x9E37),
+                        );
+                        let mut perm: Vec<usize> = (0..n).collect();
+                        perm.shuffle(&mut rng);
+                        order = (epoch, perm);
+                    }
+                    order.1[k % n]
+                })
+                .collect();
+            let batch: Vec<&TrainSample> = ids.iter().map(|&i| &samples[i]).collect();
+            let loss = batch_loss(llm, &projector, &batch)?;
+            step_loss += loss.to_scalar::<f32>()? / config.grad_accum as f32;
+            let g = (loss / config.grad_accum as f64)?.backward()?;
+            grads = Some(match grads {
+                None => g,
+                Some(mut sum) => {
+                    for var in optimizer.vars() {
+                        if let Some(new) = g.get(var.as_tensor()) {
+                            let total = match sum.get(var.as_tensor()) {
+                                Some(old) => (old + new)?,
+                                None => new.clone(),
+                            };
+                            sum.insert(var.as_tensor(), total);
+                        }
+                    }
+                    sum
+                }
+            });
+        }
+        let grads = grads.ok_or_else(|| Error::InvalidInput("no gradients".into()))?;
+        let norm = grad_norm(&grads, optimizer.vars())?;
+        let scale = if norm > config.max_grad_norm {
+            config.max_grad_norm / norm
+        } else {
+            1.0
+        };
+        let lr = schedule.at(step);
+        optimizer.step(&grads, lr, scale)?;
+        losses.push(step_loss);
+        let done = step + 1;
+        let go_on = progress(StepProgress {
+            step: done,
+            steps: config.steps,
+            loss: step_loss,
+            lr,
+            grad_norm: norm,
+        });
+        if !go_on || done % config.checkpoint_every == 0 || done == config.steps {
+            let state = RunState {
+                step: done,
+                config: config.clone(),
+                projector: projector_config.clone(),
+                losses: losses.clone(),
+            };
+            checkpoints.save(
+                done,
+                &[
+                    ("model", &var_tensors(&vars)?),
+                    ("optimizer", &optimizer.state()),
+                ],
+                &state,
+            )?;
+        }
+        if !go_on {
+            return Ok(None);
+        }
+    }
+    Ok(Some((projector, losses)))
+}
