@@ -1,29 +1,39 @@
 //! `omni ask --audio FILE QUESTION`: transcribe a recording, then answer a question about it
-//! with a chat model.
+//! with a chat model. `omni ask --image FILE QUESTION`: an image → LLM model (a trained
+//! projector) answers from the image's features.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use omni::encoder::whisper::Whisper;
 use omni::llm::{GenerateOptions, SamplingParams};
+use omni::modality::image::ImageSource;
 use omni::tasks::ask::answer_from_transcript;
 use omni::tasks::transcribe::{TranscribeOptions, transcribe_file};
+use omni::tasks::vlm::{Vlm, vlm_dir};
 
 use super::generate::ModelArgs;
 use super::transcribe::set_threads;
 
 /// Arguments of `omni ask`.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("media").required(true).args(["audio", "image"])))]
 pub struct AskArgs {
     /// The question.
     #[arg(value_name = "QUESTION")]
     pub question: String,
     /// A recording to ask about (wav, flac, mp3, ogg).
     #[arg(long, value_name = "FILE")]
-    pub audio: PathBuf,
+    pub audio: Option<PathBuf>,
+    /// An image to ask about (png, jpeg, webp, gif, bmp).
+    #[arg(long, value_name = "FILE")]
+    pub image: Option<PathBuf>,
+    /// The image → LLM model that answers about images (see `omni train vlm`).
+    #[arg(long, default_value = DEFAULT_VLM)]
+    pub vlm: String,
     /// Whisper model that transcribes the recording.
     #[arg(long, default_value = "whisper-tiny.en")]
     pub whisper: String,
@@ -62,6 +72,12 @@ pub fn run(args: AskArgs) -> anyhow::Result<()> {
         ..GenerateOptions::default()
     };
 
+    if let Some(image) = &args.image {
+        return ask_image(&args, image, &options);
+    }
+    let Some(audio) = &args.audio else {
+        anyhow::bail!("give --audio FILE or --image FILE");
+    };
     let whisper_dir = omni::models::resolve(&args.whisper)?;
     let whisper = Whisper::load(&whisper_dir)
         .with_context(|| format!("cannot load Whisper model `{}`", args.whisper))?;
@@ -70,12 +86,12 @@ pub fn run(args: AskArgs) -> anyhow::Result<()> {
         ProgressStyle::with_template("transcribing {msg} [{bar:30}] {percent}%")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    bar.set_message(args.audio.display().to_string());
+    bar.set_message(audio.display().to_string());
     let transcribe_options = TranscribeOptions {
         beam_size: 5,
         ..TranscribeOptions::default()
     };
-    let transcript = transcribe_file(&whisper, &args.audio, &transcribe_options, &mut |p| {
+    let transcript = transcribe_file(&whisper, audio, &transcribe_options, &mut |p| {
         if p.total > 0.0 {
             bar.set_position((1000.0 * p.done / p.total) as u64);
         }
@@ -99,9 +115,51 @@ pub fn run(args: AskArgs) -> anyhow::Result<()> {
                 .and_then(|()| stdout.flush())
                 .is_ok()
     })
-    .with_context(|| format!("cannot answer from {}", args.audio.display()))?;
+    .with_context(|| format!("cannot answer from {}", audio.display()))?;
     if args.json {
         serde_json::to_writer(&mut stdout, &answer)?;
+    }
+    writeln!(stdout)?;
+    Ok(())
+}
+
+/// The image → LLM model `omni ask --image` and `omni caption` use by default.
+pub const DEFAULT_VLM: &str = "smollm2-scenes";
+
+/// Loads image → LLM model `name` (a store name or a model directory).
+pub fn load_vlm(name: &str) -> anyhow::Result<Vlm> {
+    let dir = vlm_dir(name)?;
+    Vlm::load(&dir).with_context(|| format!("cannot load image → LLM model `{name}`"))
+}
+
+fn ask_image(args: &AskArgs, image: &Path, options: &GenerateOptions) -> anyhow::Result<()> {
+    if let Some(n) = args.model.threads {
+        omni::llm::set_num_threads(n);
+    }
+    let vlm = load_vlm(&args.vlm)?;
+    let mut stdout = std::io::stdout().lock();
+    let streaming = !args.json;
+    let answer = vlm
+        .ask(
+            &ImageSource::File(image),
+            &args.question,
+            args.model.context,
+            options,
+            &mut |text| {
+                !streaming
+                    || stdout
+                        .write_all(text.as_bytes())
+                        .and_then(|()| stdout.flush())
+                        .is_ok()
+            },
+        )
+        .with_context(|| format!("cannot answer about {}", image.display()))?;
+    if args.json {
+        let out = serde_json::json!({
+            "image": image, "question": args.question, "answer": answer.text,
+            "finish_reason": answer.finish_reason, "stats": answer.stats,
+        });
+        serde_json::to_writer(&mut stdout, &out)?;
     }
     writeln!(stdout)?;
     Ok(())

@@ -1,6 +1,7 @@
 //! Argument structs and the command each one runs.
 
 mod ask;
+mod caption;
 mod chat;
 mod classify;
 mod data;
@@ -36,8 +37,11 @@ pub enum Command {
     Models(models::ModelsCommand),
     /// Transcribe speech in audio files with Whisper.
     Transcribe(transcribe::TranscribeArgs),
-    /// Answer a question about a recording: transcribe it, then ask a language model.
+    /// Answer a question about a recording (transcribed, then asked to a language model)
+    /// or an image (through an image → LLM model).
     Ask(ask::AskArgs),
+    /// Describe images with an image → LLM model (a trained projector into the LLM).
+    Caption(caption::CaptionArgs),
     /// Embed images or texts in one image–text space (MiniLM by default, or CLIP/SigLIP).
     #[command(subcommand)]
     Embed(embed::EmbedCommand),
@@ -71,6 +75,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Models(command) => models::run(command),
         Command::Transcribe(args) => transcribe::run(args),
         Command::Ask(args) => ask::run(args),
+        Command::Caption(args) => caption::run(args),
         Command::Embed(command) => embed::run(command),
         Command::Index(command) => index::run(command),
         Command::Search(args) => search::run(args),

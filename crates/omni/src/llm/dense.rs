@@ -364,9 +364,7 @@ fn causal_mask(t: usize, dtype: DType) -> Result<Tensor> {
 }
 
 #[cfg(test)]
-mod tests {
-    use candle_core::Var;
-
+pub(crate) mod test_support {
     use super::*;
     use crate::llm::Arch;
 
@@ -393,7 +391,7 @@ mod tests {
     }
 
     /// Deterministic values in (-0.5, 0.5) (an LCG: no dependence on rand's versions).
-    fn values(n: usize, seed: &mut u64) -> Vec<f64> {
+    pub(crate) fn values(n: usize, seed: &mut u64) -> Vec<f64> {
         (0..n)
             .map(|_| {
                 *seed = seed
@@ -404,7 +402,8 @@ mod tests {
             .collect()
     }
 
-    fn tiny_model(rope_style: RopeStyle) -> DenseLlama {
+    /// A two-layer decoder with deterministic random weights (for tests).
+    pub(crate) fn tiny_model(rope_style: RopeStyle) -> DenseLlama {
         let mut seed = 7;
         let c = tiny_config(rope_style);
         let (d, f, v) = (c.hidden_size, c.ffn_dim, c.vocab_size);
@@ -433,6 +432,14 @@ mod tests {
         })
         .unwrap()
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::Var;
+
+    use super::test_support::{tiny_model, values};
+    use super::*;
 
     /// Cross-entropy of the next tokens at some positions, as training uses it.
     fn loss(model: &DenseLlama, x: &Tensor) -> Tensor {

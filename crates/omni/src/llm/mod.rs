@@ -16,7 +16,7 @@
 mod attention;
 mod chat_template;
 mod config;
-mod dense;
+pub(crate) mod dense;
 mod generate;
 mod gguf;
 mod kv_cache;

@@ -19,6 +19,7 @@ use crate::encoder::efficientnet::{EfficientNet, feature_tokens};
 use crate::llm::{Decoding, GenerateOptions, Generation, GenerationStats, KvCache, Llm, Message};
 use crate::modality::image::{ImageProcessor, ImageSource};
 use crate::projector::Projector;
+use crate::train::manifest::IMAGE_TOKEN;
 use crate::{Error, Result};
 
 /// Which EfficientNet features become the image's tokens.
@@ -233,6 +234,115 @@ impl Vlm {
         Ok(decoding.into_generation(stats))
     }
 }
+
+impl Vlm {
+    /// Answers one question about one image (a fresh cache of `context` positions).
+    pub fn ask(
+        &self,
+        image: &ImageSource,
+        question: &str,
+        context: Option<usize>,
+        options: &GenerateOptions,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Generation> {
+        let question = question.trim();
+        if question.is_empty() {
+            return Err(Error::InvalidInput("the question is empty".into()));
+        }
+        let mut cache = self.llm.new_cache(context);
+        let messages = [Message::user(format!("{IMAGE_TOKEN}\n{question}"))];
+        self.generate(
+            &mut cache,
+            &messages,
+            std::slice::from_ref(image),
+            options,
+            on_text,
+        )
+    }
+}
+
+/// A conversation with a [`Vlm`] in which images can be attached to user turns.
+/// The conversation is re-run from the start each turn (image embeddings are cached).
+pub struct VlmSession<'m> {
+    vlm: &'m Vlm,
+    messages: Vec<Message>,
+    /// Images of the conversation, in placeholder order.
+    images: Vec<PathBuf>,
+    /// Attached since the last message.
+    pending: Vec<PathBuf>,
+    options: GenerateOptions,
+    context: Option<usize>,
+}
+
+impl<'m> VlmSession<'m> {
+    pub fn new(vlm: &'m Vlm, options: GenerateOptions, context: Option<usize>) -> Self {
+        Self {
+            vlm,
+            messages: Vec::new(),
+            images: Vec::new(),
+            pending: Vec::new(),
+            options,
+            context,
+        }
+    }
+
+    /// Attaches an image to the next message; a file that does not decode is refused
+    /// here, and the conversation goes on without it.
+    pub fn attach(&mut self, path: &Path) -> Result<()> {
+        self.vlm.image_embeddings(&ImageSource::File(path))?;
+        self.pending.push(path.to_path_buf());
+        Ok(())
+    }
+
+    /// Images waiting for the next message.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Forgets the conversation and any attached images.
+    pub fn reset(&mut self) {
+        self.messages.clear();
+        self.images.clear();
+        self.pending.clear();
+    }
+
+    /// Sends `user` (with the attached images first) and streams the reply. On error
+    /// the message and its images are not kept (they stay attached).
+    pub fn send(
+        &mut self,
+        user: &str,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Generation> {
+        if user.contains(IMAGE_TOKEN) {
+            return Err(Error::InvalidInput(format!(
+                "type {IMAGE_TOKEN} only through /image: the message holds a placeholder without an image"
+            )));
+        }
+        let placeholders = format!("{IMAGE_TOKEN}\n").repeat(self.pending.len());
+        self.messages
+            .push(Message::user(format!("{placeholders}{user}")));
+        let images: Vec<PathBuf> = self.images.iter().chain(&self.pending).cloned().collect();
+        let sources: Vec<ImageSource> = images.iter().map(|p| ImageSource::File(p)).collect();
+        let mut cache = self.vlm.llm.new_cache(self.context);
+        let result =
+            self.vlm
+                .generate(&mut cache, &self.messages, &sources, &self.options, on_text);
+        match &result {
+            Ok(g) => {
+                self.messages.push(Message::assistant(g.text.clone()));
+                self.images = images;
+                self.pending.clear();
+            }
+            Err(_) => {
+                self.messages.pop();
+            }
+        }
+        result
+    }
+}
+
+/// The question `omni caption` asks.
+pub const CAPTION_PROMPT: &str = "Describe the image.";
 
 /// The directory of model `name` in the store, or `name` itself when it is a path.
 pub fn vlm_dir(name: &str) -> Result<PathBuf> {

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use super::interleave::{Interleaved, MediaKind};
 use super::search_space::{efficientnet_processor, load_efficientnet};
 use super::vlm::{ImageTokens, Vlm, VlmInfo, image_features};
-use crate::llm::{DenseLlama, GenerateOptions, GgufFile, Llm, LoadOptions, Message};
+use crate::llm::{
+    DenseLlama, GenerateOptions, GgufFile, Llm, LoadOptions, Message, SamplingParams,
+};
 use crate::modality::image::ImageSource;
 use crate::train::Checkpoints;
 use crate::train::manifest::{IMAGE_TOKEN, Manifest, Record};
@@ -296,6 +298,7 @@ pub fn evaluate(
 ) -> Result<VlmReport> {
     let options = GenerateOptions {
         max_tokens: 24,
+        sampling: SamplingParams::greedy(),
         ..GenerateOptions::default()
     };
     let mut tallies: BTreeMap<String, (usize, usize, usize, Vec<String>)> = BTreeMap::new();

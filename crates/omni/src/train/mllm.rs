@@ -319,3 +319,99 @@ pub fn train_projector(
     }
     Ok(Some((projector, losses)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llm::RopeStyle;
+    use crate::llm::dense::test_support::{tiny_model, values};
+    use crate::tasks::interleave::MediaKind;
+
+    /// Conversations of the tiny model: two text tokens, 3 media rows of width 5, then
+    /// two target tokens that depend on the media.
+    fn samples() -> Vec<TrainSample> {
+        let mut seed = 11;
+        (0..6u32)
+            .map(|i| TrainSample {
+                prompt: Interleaved {
+                    segments: vec![
+                        Segment::Text {
+                            tokens: vec![1, 2],
+                            target: false,
+                        },
+                        Segment::Media {
+                            kind: MediaKind::Image,
+                            index: 0,
+                        },
+                        Segment::Text {
+                            tokens: vec![3 + i % 4, 10],
+                            target: true,
+                        },
+                    ],
+                },
+                media: vec![
+                    Tensor::from_vec(
+                        values(15, &mut seed)
+                            .into_iter()
+                            .map(|v| v as f32)
+                            .collect::<Vec<f32>>(),
+                        (3, 5),
+                        &Device::Cpu,
+                    )
+                    .unwrap(),
+                ],
+            })
+            .collect()
+    }
+
+    fn config() -> ProjectorTraining {
+        ProjectorTraining {
+            steps: 6,
+            batch_size: 2,
+            grad_accum: 2,
+            lr: 1e-2,
+            warmup: 2,
+            checkpoint_every: 100,
+            seed: 3,
+            ..ProjectorTraining::default()
+        }
+    }
+
+    fn run_dir(tag: &str) -> Checkpoints {
+        let dir = std::env::temp_dir().join(format!("omni-mllm-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        Checkpoints::open(dir).unwrap()
+    }
+
+    fn train(checkpoints: &Checkpoints, stop_at: Option<usize>) -> Option<(Projector, Vec<f32>)> {
+        let model = tiny_model(RopeStyle::Neox);
+        train_projector(
+            &config(),
+            &model,
+            5,
+            &samples(),
+            None,
+            checkpoints,
+            &mut |p| Some(p.step) != stop_at,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn training_is_deterministic_and_resumes_exactly() {
+        let a = run_dir("a");
+        let (_, losses) = train(&a, None).unwrap();
+        assert!(losses.last() < losses.first(), "{losses:?}");
+        let b = run_dir("b");
+        assert_eq!(train(&b, None).unwrap().1, losses);
+
+        // Stopped after step 3 (a checkpoint is saved), then resumed.
+        let c = run_dir("c");
+        assert!(train(&c, Some(3)).is_none());
+        let (_, resumed) = train(&c, None).unwrap();
+        assert_eq!(resumed, losses);
+        for dir in [a, b, c] {
+            std::fs::remove_dir_all(dir.dir()).unwrap();
+        }
+    }
+}
