@@ -119,7 +119,7 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
             match &mut session {
                 Session::Vision(s) if !path.is_empty() => match s.attach(path.as_ref()) {
                     Ok(()) => eprintln!("(image attached: {path})"),
-                    Err(e) => eprintln!("error: {path}: {e}"),
+                    Err(e) => eprintln!("error: {e}"),
                 },
                 Session::Vision(_) => eprintln!("error: /image needs a file path"),
                 Session::Text(_) => {

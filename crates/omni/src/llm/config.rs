@@ -177,6 +177,73 @@ impl LlmConfig {
     }
 }
 
+impl LlmConfig {
+    /// The config of a Hugging Face `LlamaForCausalLM` / `Qwen2ForCausalLM` checkpoint
+    /// (`config.json`, or a VLM's `text_config`); `path` names the file in errors.
+    pub fn from_hf(value: &serde_json::Value, path: &Path) -> Result<Self> {
+        let bad = |reason: String| Error::model_file(path, reason);
+        let usize_of = |key: &str| -> Result<usize> {
+            value[key]
+                .as_u64()
+                .map(|v| v as usize)
+                .ok_or_else(|| bad(format!("missing or non-integer `{key}`")))
+        };
+        let opt_usize = |key: &str| value[key].as_u64().map(|v| v as usize);
+        let arch = match value["model_type"].as_str().unwrap_or("llama") {
+            "llama" => Arch::Llama,
+            "qwen2" => Arch::Qwen2,
+            other => {
+                return Err(Error::UnsupportedArchitecture {
+                    path: path.to_path_buf(),
+                    arch: other.to_string(),
+                    supported: SUPPORTED_ARCHITECTURES.join(", "),
+                });
+            }
+        };
+        let hidden_size = usize_of("hidden_size")?;
+        let n_head = usize_of("num_attention_heads")?;
+        let n_kv_head = opt_usize("num_key_value_heads").unwrap_or(n_head);
+        if n_head == 0 || n_kv_head == 0 || n_head % n_kv_head != 0 {
+            return Err(bad(format!(
+                "{n_head} attention heads cannot be grouped over {n_kv_head} key/value heads"
+            )));
+        }
+        let head_dim = opt_usize("head_dim").unwrap_or(hidden_size / n_head);
+        // transformers 5 nests RoPE settings in `rope_parameters`.
+        let rope_theta = value["rope_parameters"]["rope_theta"]
+            .as_f64()
+            .or_else(|| value["rope_theta"].as_f64())
+            .unwrap_or(10_000.0) as f32;
+        let rope_type = value["rope_parameters"]["rope_type"]
+            .as_str()
+            .or_else(|| value["rope_scaling"]["rope_type"].as_str())
+            .unwrap_or("default");
+        if rope_type != "default" {
+            return Err(bad(format!("unsupported RoPE scaling `{rope_type}`")));
+        }
+        Ok(Self {
+            arch,
+            name: None,
+            hidden_size,
+            n_layer: usize_of("num_hidden_layers")?,
+            n_head,
+            n_kv_head,
+            head_dim,
+            ffn_dim: usize_of("intermediate_size")?,
+            context_length: opt_usize("max_position_embeddings").unwrap_or(2048),
+            vocab_size: usize_of("vocab_size")?,
+            rope_dim: head_dim,
+            rope_theta,
+            rope_freq_scale: 1.0,
+            // HF checkpoints keep q/k unpermuted: rotate-half pairs.
+            rope_style: RopeStyle::Neox,
+            rms_eps: value["rms_norm_eps"].as_f64().unwrap_or(1e-6) as f32,
+            qkv_bias: arch == Arch::Qwen2 || value["attention_bias"].as_bool() == Some(true),
+            tied_embeddings: value["tie_word_embeddings"].as_bool().unwrap_or(false),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -208,6 +208,21 @@ impl DenseLlama {
         })
     }
 
+    /// Reads a Hugging Face checkpoint's decoder under `prefix` of `vb` (e.g. `model.`
+    /// for a `LlamaForCausalLM`; `lm_head.weight` is looked up under `head_prefix`).
+    pub fn from_hf(
+        config: LlmConfig,
+        vb: &candle_nn::VarBuilder,
+        prefix: &str,
+        head_prefix: &str,
+    ) -> Result<Self> {
+        let dtype = vb.dtype();
+        Self::from_named(config, dtype, &mut |name| {
+            let hf = hf_name(name, prefix, head_prefix);
+            Ok(vb.get_unchecked(&hf)?)
+        })
+    }
+
     pub fn config(&self) -> &LlmConfig {
         &self.config
     }
@@ -317,6 +332,35 @@ impl DenseLlama {
             Ok(Tensor::from_vec(values, (t, pairs), &Device::Cpu)?.to_dtype(self.dtype)?)
         };
         Ok((table(f64::cos)?, table(f64::sin)?))
+    }
+}
+
+/// The Hugging Face name of a GGUF-named decoder tensor.
+fn hf_name(gguf: &str, prefix: &str, head_prefix: &str) -> String {
+    match gguf {
+        "token_embd.weight" => format!("{prefix}embed_tokens.weight"),
+        "output_norm.weight" => format!("{prefix}norm.weight"),
+        "output.weight" => format!("{head_prefix}lm_head.weight"),
+        _ => {
+            let Some(rest) = gguf.strip_prefix("blk.") else {
+                return gguf.to_string();
+            };
+            let (layer, tensor) = rest.split_once('.').unwrap_or((rest, ""));
+            let (module, kind) = tensor.rsplit_once('.').unwrap_or((tensor, ""));
+            let hf_module = match module {
+                "attn_norm" => "input_layernorm",
+                "ffn_norm" => "post_attention_layernorm",
+                "attn_q" => "self_attn.q_proj",
+                "attn_k" => "self_attn.k_proj",
+                "attn_v" => "self_attn.v_proj",
+                "attn_output" => "self_attn.o_proj",
+                "ffn_gate" => "mlp.gate_proj",
+                "ffn_up" => "mlp.up_proj",
+                "ffn_down" => "mlp.down_proj",
+                other => other,
+            };
+            format!("{prefix}layers.{layer}.{hf_module}.{kind}")
+        }
     }
 }
 

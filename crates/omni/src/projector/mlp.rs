@@ -31,14 +31,20 @@ impl Projector {
     /// Builds the projector's layers under `vb` (initialised like PyTorch's `nn.Linear`
     /// when `vb` creates variables).
     pub fn new(config: ProjectorConfig, vb: VarBuilder) -> Result<Self> {
+        Self::with_names(config, vb, ["0", "2"])
+    }
+
+    /// As [`Self::new`], with an MLP's two layers under `names` (transformers'
+    /// `LlavaMultiModalProjector` calls them `linear_1` and `linear_2`).
+    pub fn with_names(config: ProjectorConfig, vb: VarBuilder, names: [&str; 2]) -> Result<Self> {
         config.validate()?;
         let layers = match config.kind {
             ProjectorKind::Linear => {
                 Layers::Linear(candle_nn::linear(config.input_dim, config.output_dim, vb)?)
             }
             ProjectorKind::Mlp2xGelu => Layers::Mlp(
-                candle_nn::linear(config.input_dim, config.hidden(), vb.pp("0"))?,
-                candle_nn::linear(config.hidden(), config.output_dim, vb.pp("2"))?,
+                candle_nn::linear(config.input_dim, config.hidden(), vb.pp(names[0]))?,
+                candle_nn::linear(config.hidden(), config.output_dim, vb.pp(names[1]))?,
             ),
         };
         Ok(Self { config, layers })

@@ -9,6 +9,7 @@ pub mod classify;
 pub mod describe;
 pub mod generate;
 pub mod interleave;
+pub mod llava;
 pub mod search_space;
 pub mod text_embedding;
 pub mod transcribe;

@@ -172,11 +172,22 @@ impl Encoder {
     /// # Shapes
     /// `x`: (N, L, D); `mask`: additive (N, 1, L, L) or (1, 1, L, L). Returns (N, L, D).
     pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        self.forward_layers(x, mask, self.layers.len())
+    }
+
+    /// Runs only the first `n` layers (LLaVA reads an inner layer's output).
+    pub fn forward_layers(&self, x: &Tensor, mask: Option<&Tensor>, n: usize) -> Result<Tensor> {
         let mut x = x.clone();
-        for layer in &self.layers {
+        for layer in self.layers.iter().take(n) {
             x = layer.forward(&x, mask)?;
         }
         Ok(x)
+    }
+
+    /// Number of layers.
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> usize {
+        self.layers.len()
     }
 }
 

@@ -55,6 +55,29 @@ impl ClipVisionTransformer {
     /// # Shapes
     /// `pixels`: (N, 3, S, S) with S = `image_size`. Returns (N, hidden).
     pub fn forward(&self, pixels: &Tensor) -> Result<Tensor> {
+        let x = self.embed(pixels)?;
+        let x = self.encoder.forward(&x, None)?;
+        self.post_layernorm.forward(&x.narrow(1, 0, 1)?.squeeze(1)?)
+    }
+
+    /// transformers' `hidden_states[layer]` (with `output_hidden_states`): index 0 is the
+    /// pre-LayerNormed embeddings, `i` the output of layer `i`; negative indices count
+    /// from the end (LLaVA reads `-2`).
+    ///
+    /// # Shapes
+    /// `pixels`: (N, 3, S, S). Returns (N, 1 + g², hidden), class token first.
+    pub fn hidden_state(&self, pixels: &Tensor, layer: i64) -> Result<Tensor> {
+        let count = self.encoder.len() as i64 + 1;
+        let index = if layer < 0 { count + layer } else { layer };
+        if !(0..count).contains(&index) {
+            candle_core::bail!("the vision tower has no hidden state {layer} ({count} states)");
+        }
+        let x = self.embed(pixels)?;
+        self.encoder.forward_layers(&x, None, index as usize)
+    }
+
+    /// Patch and position embeddings with the class token, pre-LayerNormed.
+    fn embed(&self, pixels: &Tensor) -> Result<Tensor> {
         let (n, _, h, w) = pixels.dims4()?;
         if h != self.image_size || w != self.image_size {
             candle_core::bail!(
@@ -72,8 +95,6 @@ impl ClipVisionTransformer {
         let cls = self.class_embedding.reshape((1, 1, d))?.repeat((n, 1, 1))?;
         let x = Tensor::cat(&[&cls, &patches], 1)?;
         let x = x.broadcast_add(self.position_embedding.embeddings())?;
-        let x = self.pre_layrnorm.forward(&x)?;
-        let x = self.encoder.forward(&x, None)?;
-        self.post_layernorm.forward(&x.narrow(1, 0, 1)?.squeeze(1)?)
+        self.pre_layrnorm.forward(&x)
     }
 }

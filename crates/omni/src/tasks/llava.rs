@@ -1,0 +1,192 @@
+//! LLaVA-1.5-style checkpoints in the Hugging Face layout (`LlavaForConditionalGeneration`):
+//! a CLIP vision tower read at an inner layer, an `mlp2x_gelu` projector, and a LLaMA or
+//! Qwen2 decoder whose embeddings at the image-token positions are replaced by the
+//! projected patch features, in order.
+//!
+//! Reference: Liu et al., "Improved Baselines with Visual Instruction Tuning" (2024);
+//! transformers `models/llava/modeling_llava.py` (`get_image_features`, the
+//! `masked_scatter` of image features into `inputs_embeds`). Config-driven: the vision
+//! tower's size, `vision_feature_layer`, `vision_feature_select_strategy`,
+//! `image_token_id`, `text_config`.
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+
+use crate::encoder::clip::{ClipVisionConfig, ClipVisionTransformer};
+use crate::llm::{DenseLlama, LlmConfig, argmax};
+use crate::modality::image::{ImageProcessor, ImageSource};
+use crate::projector::{Projector, ProjectorConfig, ProjectorKind};
+use crate::{Error, Result};
+
+/// A loaded LLaVA checkpoint.
+pub struct Llava {
+    vision: ClipVisionTransformer,
+    projector: Projector,
+    llm: DenseLlama,
+    processor: ImageProcessor,
+    image_token: u32,
+    feature_layer: i64,
+    /// `default` drops the class token; `full` keeps it.
+    keep_class_token: bool,
+}
+
+impl Llava {
+    /// Loads `config.json`, `model.safetensors` and `preprocessor_config.json` from `dir`.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let config_path = dir.join("config.json");
+        let text = std::fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
+        let config: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::model_file(&config_path, e.to_string()))?;
+        let bad = |reason: String| Error::model_file(&config_path, reason);
+        if config["model_type"].as_str() != Some("llava") {
+            return Err(bad(format!(
+                "model_type is {}, not llava",
+                config["model_type"]
+            )));
+        }
+        let vision_config: ClipVisionConfig =
+            serde_json::from_value(config["vision_config"].clone())
+                .map_err(|e| bad(format!("vision_config: {e}")))?;
+        let text_config = LlmConfig::from_hf(&config["text_config"], &config_path)?;
+        let feature_layer = match &config["vision_feature_layer"] {
+            serde_json::Value::Null => -2,
+            v => v
+                .as_i64()
+                .ok_or_else(|| bad("only one vision_feature_layer is supported".into()))?,
+        };
+        let keep_class_token = match config["vision_feature_select_strategy"]
+            .as_str()
+            .unwrap_or("default")
+        {
+            "default" => false,
+            "full" => true,
+            other => {
+                return Err(bad(format!(
+                    "unknown vision_feature_select_strategy `{other}`"
+                )));
+            }
+        };
+        let image_token = config["image_token_id"]
+            .as_u64()
+            .or_else(|| config["image_token_index"].as_u64())
+            .ok_or_else(|| bad("missing image_token_id".into()))? as u32;
+        if config["projector_hidden_act"].as_str().unwrap_or("gelu") != "gelu" {
+            return Err(bad(format!(
+                "projector activation {} is not supported (gelu is)",
+                config["projector_hidden_act"]
+            )));
+        }
+        let (vb, weights) = crate::encoder::clip::load_weights(dir, &Device::Cpu)?;
+        let with_path = |e: candle_core::Error| Error::model_file(&weights, e.to_string());
+        // transformers ≥ 4.52 nests everything under `model.`; older files do not.
+        let nested = vb.contains_tensor("model.language_model.embed_tokens.weight");
+        let (vision_vb, projector_vb, llm_prefix, head_prefix) = if nested {
+            (
+                vb.pp("model.vision_tower.vision_model"),
+                vb.pp("model.multi_modal_projector"),
+                "model.language_model.",
+                "",
+            )
+        } else {
+            (
+                vb.pp("vision_tower.vision_model"),
+                vb.pp("multi_modal_projector"),
+                "language_model.model.",
+                "language_model.",
+            )
+        };
+        let vision = ClipVisionTransformer::new(&vision_config, vision_vb).map_err(with_path)?;
+        let projector = Projector::with_names(
+            ProjectorConfig {
+                kind: ProjectorKind::Mlp2xGelu,
+                input_dim: vision_config.hidden_size,
+                output_dim: text_config.hidden_size,
+                hidden_dim: None,
+            },
+            projector_vb,
+            ["linear_1", "linear_2"],
+        )
+        .map_err(|e| Error::model_file(&weights, e.to_string()))?;
+        let llm = DenseLlama::from_hf(text_config, &vb, llm_prefix, head_prefix)
+            .map_err(|e| Error::model_file(&weights, e.to_string()))?;
+        let processor = crate::encoder::clip::image_processor(dir, vision_config.image_size)?;
+        Ok(Self {
+            vision,
+            projector,
+            llm,
+            processor,
+            image_token,
+            feature_layer,
+            keep_class_token,
+        })
+    }
+
+    /// The image processor from `preprocessor_config.json`.
+    pub fn pixels(&self, images: &[ImageSource]) -> Result<Tensor> {
+        let rgb = images
+            .iter()
+            .map(|i| self.processor.decode(i))
+            .collect::<Result<Vec<_>>>()?;
+        self.processor.tensor(&rgb, &Device::Cpu)
+    }
+
+    /// Projected image features `(images, tokens, hidden)`.
+    pub fn image_features(&self, pixels: &Tensor) -> Result<Tensor> {
+        let states = self.vision.hidden_state(pixels, self.feature_layer)?;
+        let states = if self.keep_class_token {
+            states
+        } else {
+            let n = states.dim(1)?;
+            states.narrow(1, 1, n - 1)?
+        };
+        self.projector.forward(&states)
+    }
+
+    /// Next-token logits `(seq, vocab)` of `input_ids`, whose image tokens (one per
+    /// image feature, as the processor expands them) take the images' features in order.
+    pub fn logits(&self, input_ids: &[u32], pixels: Option<&Tensor>) -> Result<Tensor> {
+        let mut embeds = self.llm.embed_tokens(input_ids)?;
+        let slots: Vec<u32> = (0..input_ids.len() as u32)
+            .filter(|&i| input_ids[i as usize] == self.image_token)
+            .collect();
+        let features = match pixels {
+            Some(p) => {
+                let f = self.image_features(p)?;
+                let (n, t, d) = f.dims3()?;
+                f.reshape((n * t, d))?
+            }
+            None => Tensor::zeros((0, self.llm.config().hidden_size), DType::F32, &Device::Cpu)?,
+        };
+        if features.dim(0)? != slots.len() {
+            return Err(Error::InvalidInput(format!(
+                "the prompt has {} image tokens but the images give {} features",
+                slots.len(),
+                features.dim(0)?
+            )));
+        }
+        if !slots.is_empty() {
+            let index = Tensor::new(slots.as_slice(), &Device::Cpu)?;
+            embeds = embeds.index_add(&index, &(features - embeds.index_select(&index, 0)?)?, 0)?;
+        }
+        let hidden = self.llm.forward_embeds(&embeds.unsqueeze(0)?)?.squeeze(0)?;
+        self.llm.logits(&hidden)
+    }
+
+    /// Greedy continuation of `input_ids` by `max_new` tokens (the whole sequence is
+    /// re-run each step: for checking against the reference, not for speed).
+    pub fn generate_greedy(
+        &self,
+        input_ids: &[u32],
+        pixels: Option<&Tensor>,
+        max_new: usize,
+    ) -> Result<Vec<u32>> {
+        let mut ids = input_ids.to_vec();
+        for _ in 0..max_new {
+            let logits = self.logits(&ids, pixels)?;
+            let last = logits.get(ids.len() - 1)?.to_vec1::<f32>()?;
+            ids.push(argmax(&last) as u32);
+        }
+        Ok(ids[input_ids.len()..].to_vec())
+    }
+}
