@@ -12,8 +12,8 @@ use omni::encoder::whisper::Whisper;
 use omni::llm::{GenerateOptions, SamplingParams};
 use omni::modality::image::ImageSource;
 use omni::tasks::ask::answer_from_transcript;
+use omni::tasks::mllm::{Media, MultimodalLlm, mllm_dir};
 use omni::tasks::transcribe::{TranscribeOptions, transcribe_file};
-use omni::tasks::vlm::{Vlm, vlm_dir};
 
 use super::generate::ModelArgs;
 use super::transcribe::set_threads;
@@ -31,9 +31,10 @@ pub struct AskArgs {
     /// An image to ask about (png, jpeg, webp, gif, bmp).
     #[arg(long, value_name = "FILE")]
     pub image: Option<PathBuf>,
-    /// The image → LLM model that answers about images (see `omni train vlm`).
-    #[arg(long, default_value = DEFAULT_VLM)]
-    pub vlm: String,
+    /// The image/audio → LLM model that answers (see `omni train mllm`); images use
+    /// `smollm2-scenes` by default, audio is transcribed by Whisper unless one is named.
+    #[arg(long, value_name = "NAME")]
+    pub mllm: Option<String>,
     /// Whisper model that transcribes the recording.
     #[arg(long, default_value = "whisper-tiny.en")]
     pub whisper: String,
@@ -72,8 +73,22 @@ pub fn run(args: AskArgs) -> anyhow::Result<()> {
         ..GenerateOptions::default()
     };
 
-    if let Some(image) = &args.image {
-        return ask_image(&args, image, &options);
+    match (&args.image, &args.audio, &args.mllm) {
+        (Some(image), _, name) => {
+            let name = name.as_deref().unwrap_or(DEFAULT_MLLM);
+            return ask_media(
+                &args,
+                name,
+                image,
+                Media::Image(ImageSource::File(image)),
+                &options,
+            );
+        }
+        (None, Some(audio), Some(name)) => {
+            let samples = omni::modality::audio::load_mono(audio, 16_000)?;
+            return ask_media(&args, name, audio, Media::Audio(&samples), &options);
+        }
+        _ => {}
     }
     let Some(audio) = &args.audio else {
         anyhow::bail!("give --audio FILE or --image FILE");
@@ -124,24 +139,30 @@ pub fn run(args: AskArgs) -> anyhow::Result<()> {
 }
 
 /// The image → LLM model `omni ask --image` and `omni caption` use by default.
-pub const DEFAULT_VLM: &str = "smollm2-scenes";
+pub const DEFAULT_MLLM: &str = "smollm2-scenes";
 
-/// Loads image → LLM model `name` (a store name or a model directory).
-pub fn load_vlm(name: &str) -> anyhow::Result<Vlm> {
-    let dir = vlm_dir(name)?;
-    Vlm::load(&dir).with_context(|| format!("cannot load image → LLM model `{name}`"))
+/// Loads image/audio → LLM model `name` (a store name or a model directory).
+pub fn load_mllm(name: &str) -> anyhow::Result<MultimodalLlm> {
+    let dir = mllm_dir(name)?;
+    MultimodalLlm::load(&dir).with_context(|| format!("cannot load the media → LLM model `{name}`"))
 }
 
-fn ask_image(args: &AskArgs, image: &Path, options: &GenerateOptions) -> anyhow::Result<()> {
+fn ask_media(
+    args: &AskArgs,
+    name: &str,
+    path: &Path,
+    media: Media,
+    options: &GenerateOptions,
+) -> anyhow::Result<()> {
     if let Some(n) = args.model.threads {
         omni::llm::set_num_threads(n);
     }
-    let vlm = load_vlm(&args.vlm)?;
+    let model = load_mllm(name)?;
     let mut stdout = std::io::stdout().lock();
     let streaming = !args.json;
-    let answer = vlm
+    let answer = model
         .ask(
-            &ImageSource::File(image),
+            &media,
             &args.question,
             args.model.context,
             options,
@@ -153,10 +174,10 @@ fn ask_image(args: &AskArgs, image: &Path, options: &GenerateOptions) -> anyhow:
                         .is_ok()
             },
         )
-        .with_context(|| format!("cannot answer about {}", image.display()))?;
+        .with_context(|| format!("cannot answer about {}", path.display()))?;
     if args.json {
         let out = serde_json::json!({
-            "image": image, "question": args.question, "answer": answer.text,
+            "file": path, "question": args.question, "answer": answer.text,
             "finish_reason": answer.finish_reason, "stats": answer.stats,
         });
         serde_json::to_writer(&mut stdout, &out)?;

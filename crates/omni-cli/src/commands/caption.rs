@@ -7,18 +7,18 @@ use anyhow::Context;
 use clap::Args;
 use omni::llm::{GenerateOptions, SamplingParams};
 use omni::modality::image::ImageSource;
-use omni::tasks::vlm::CAPTION_PROMPT;
+use omni::tasks::mllm::{CAPTION_PROMPT, Media};
 
-use super::ask::{DEFAULT_VLM, load_vlm};
+use super::ask::{DEFAULT_MLLM, load_mllm};
 
 #[derive(Debug, Args)]
 pub struct CaptionArgs {
     /// Images to describe.
     #[arg(required = true, value_name = "IMAGE")]
     pub images: Vec<PathBuf>,
-    /// The image → LLM model (see `omni train vlm`).
-    #[arg(long, default_value = DEFAULT_VLM)]
-    pub vlm: String,
+    /// The image → LLM model (see `omni train mllm`).
+    #[arg(long, default_value = DEFAULT_MLLM)]
+    pub mllm: String,
     /// Most tokens per caption.
     #[arg(long, short = 'n', default_value_t = 60)]
     pub max_tokens: usize,
@@ -29,7 +29,7 @@ pub struct CaptionArgs {
 
 /// Runs `omni caption`.
 pub fn run(args: CaptionArgs) -> anyhow::Result<()> {
-    let vlm = load_vlm(&args.vlm)?;
+    let model = load_mllm(&args.mllm)?;
     let options = GenerateOptions {
         max_tokens: args.max_tokens,
         sampling: SamplingParams::greedy(),
@@ -37,9 +37,9 @@ pub fn run(args: CaptionArgs) -> anyhow::Result<()> {
     };
     let mut stdout = std::io::stdout().lock();
     for image in &args.images {
-        let caption = vlm
+        let caption = model
             .ask(
-                &ImageSource::File(image),
+                &Media::Image(ImageSource::File(image)),
                 CAPTION_PROMPT,
                 None,
                 &options,

@@ -4,23 +4,24 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use clap::Args;
 use omni::tasks::chat::ChatSession;
-use omni::tasks::vlm::VlmSession;
+use omni::tasks::interleave::MediaKind;
+use omni::tasks::mllm::MllmSession;
 
-use super::ask::load_vlm;
+use super::ask::load_mllm;
 use super::generate::{ModelArgs, SamplingArgs};
 
 /// Chat with a language model: one message per line on stdin (`/reset` starts over,
-/// `/exit` or end of input quits); replies stream to stdout. With `--vlm`, `/image PATH`
-/// attaches an image to the next message.
+/// `/exit` or end of input quits); replies stream to stdout. With `--mllm`, `/image PATH`
+/// (or `/audio PATH` for an audio model) attaches a file to the next message.
 #[derive(Debug, Args)]
 pub struct ChatArgs {
     /// A system message.
     #[arg(long)]
     pub system: Option<String>,
-    /// Chat with an image → LLM model (see `omni train vlm`) instead: `/image PATH`
-    /// attaches an image to your next message.
+    /// Chat with an image/audio → LLM model (see `omni train mllm`) instead: `/image PATH`
+    /// or `/audio PATH` attaches a file to your next message.
     #[arg(long, value_name = "NAME")]
-    pub vlm: Option<String>,
+    pub mllm: Option<String>,
     #[command(flatten)]
     pub model: ModelArgs,
     #[command(flatten)]
@@ -30,14 +31,14 @@ pub struct ChatArgs {
 /// A text chat or an image chat.
 enum Session<'m> {
     Text(Box<ChatSession<'m>>),
-    Vision(VlmSession<'m>),
+    Media(MllmSession<'m>),
 }
 
 impl Session<'_> {
     fn reset(&mut self) {
         match self {
             Session::Text(s) => s.reset(),
-            Session::Vision(s) => s.reset(),
+            Session::Media(s) => s.reset(),
         }
     }
 
@@ -48,28 +49,28 @@ impl Session<'_> {
     ) -> omni::Result<omni::llm::Generation> {
         match self {
             Session::Text(s) => s.send(message, on_text),
-            Session::Vision(s) => s.send(message, on_text),
+            Session::Media(s) => s.send(message, on_text),
         }
     }
 }
 
 pub fn run(args: ChatArgs) -> anyhow::Result<()> {
     let options = args.sampling.options()?;
-    let vlm = args.vlm.as_deref().map(load_vlm).transpose()?;
-    let llm = match &vlm {
+    let mllm = args.mllm.as_deref().map(load_mllm).transpose()?;
+    let llm = match &mllm {
         Some(_) => None,
         None => Some(args.model.load()?),
     };
-    let (mut session, name) = match (&vlm, &llm) {
-        (Some(vlm), _) => {
+    let (mut session, name) = match (&mllm, &llm) {
+        (Some(model), _) => {
             if args.system.is_some() {
                 eprintln!(
                     "note: the image → LLM model keeps the system prompt it was trained with"
                 );
             }
             (
-                Session::Vision(VlmSession::new(vlm, options, args.model.context)),
-                args.vlm.clone().unwrap_or_default(),
+                Session::Media(MllmSession::new(model, options, args.model.context)),
+                args.mllm.clone().unwrap_or_default(),
             )
         }
         (None, Some(llm)) => (
@@ -87,10 +88,10 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
     let stdin = std::io::stdin().lock();
     let mut stdout = std::io::stdout().lock();
     if interactive {
-        let image_help = if vlm.is_some() {
-            ", /image PATH to attach an image"
-        } else {
-            ""
+        let image_help = match &mllm {
+            Some(m) if m.media_kind() == MediaKind::Audio => ", /audio PATH to attach a recording",
+            Some(_) => ", /image PATH to attach an image",
+            None => "",
         };
         eprintln!("Chatting with {name} (/reset to start over, /exit to quit{image_help}).");
     }
@@ -114,16 +115,21 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
             }
             _ => {}
         }
-        if let Some(path) = message.trim().strip_prefix("/image") {
+        let attach = ["/image", "/audio"]
+            .iter()
+            .find_map(|c| message.trim().strip_prefix(c));
+        if let Some(path) = attach {
             let path = path.trim();
             match &mut session {
-                Session::Vision(s) if !path.is_empty() => match s.attach(path.as_ref()) {
+                Session::Media(s) if !path.is_empty() => match s.attach(path.as_ref()) {
                     Ok(()) => eprintln!("(image attached: {path})"),
                     Err(e) => eprintln!("error: {e}"),
                 },
-                Session::Vision(_) => eprintln!("error: /image needs a file path"),
+                Session::Media(_) => eprintln!("error: give a file path after the command"),
                 Session::Text(_) => {
-                    eprintln!("error: images need an image → LLM model: start with --vlm NAME")
+                    eprintln!(
+                        "error: images and audio need a media → LLM model: start with --mllm NAME"
+                    )
                 }
             }
             continue;

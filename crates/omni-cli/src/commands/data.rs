@@ -4,12 +4,13 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use omni::train::synth::{SynthSizes, write_fashion, write_scenes};
+use omni::train::synth::{SynthSizes, write_fashion, write_scenes, write_speech};
 
 /// `omni data` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum DataCommand {
-    /// Write a dataset for image → LLM training: images/, train.jsonl and test.jsonl.
+    /// Write a dataset for image/audio → LLM training: the media, train.jsonl and
+    /// test.jsonl.
     Synth(SynthArgs),
 }
 
@@ -22,6 +23,10 @@ pub enum SynthKind {
     /// Fashion-MNIST images (Debian: dataset-fashion-mnist) with captions and a
     /// "what is it" question.
     Fashion,
+    /// Sentences spoken by espeak-ng (Debian: espeak-ng) in several voices, with their
+    /// transcripts and a "who is mentioned" question; test sentences hold word pairs
+    /// never heard in training.
+    Speech,
 }
 
 #[derive(Debug, Args)]
@@ -31,10 +36,10 @@ pub struct SynthArgs {
     /// Output folder.
     #[arg(long, short)]
     pub out: PathBuf,
-    /// Training images.
+    /// Training images (or clips).
     #[arg(long, default_value_t = 2000)]
     pub train: usize,
-    /// Test images.
+    /// Test images (or clips).
     #[arg(long, default_value_t = 300)]
     pub test: usize,
     /// Seed of the scenes (the same seed writes the same data).
@@ -54,13 +59,14 @@ pub fn run(command: DataCommand) -> anyhow::Result<()> {
     };
     let bar = ProgressBar::new((args.train + args.test) as u64);
     bar.set_style(
-        ProgressStyle::with_template("writing images [{bar:30}] {pos}/{len} eta {eta}")
+        ProgressStyle::with_template("writing media [{bar:30}] {pos}/{len} eta {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
     let report = match args.kind {
         SynthKind::Scenes => write_scenes(&args.out, args.seed, sizes, &mut || bar.inc(1)),
         SynthKind::Fashion => write_fashion(&args.out, None, sizes, &mut || bar.inc(1)),
+        SynthKind::Speech => write_speech(&args.out, args.seed, sizes, &mut || bar.inc(1)),
     };
     bar.finish_and_clear();
     let report = report?;
@@ -68,7 +74,7 @@ pub fn run(command: DataCommand) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "wrote {} images, {} training and {} test records to {}",
+            "wrote {} media files, {} training and {} test records to {}",
             report.images,
             report.train_records,
             report.test_records,

@@ -114,16 +114,29 @@ impl Record {
     }
 }
 
-/// A manifest read from disk: its records and the folder their paths are relative to.
+/// Records read from disk, their media paths resolved.
 #[derive(Debug, Clone)]
 pub struct Manifest {
-    pub root: PathBuf,
     pub records: Vec<Record>,
 }
 
 impl Manifest {
-    /// Reads and validates a JSONL manifest; errors name the file and line.
+    /// Reads and validates JSONL manifests, one after the other.
+    pub fn read_all(paths: &[PathBuf]) -> Result<Manifest> {
+        let mut records = Vec::new();
+        for path in paths {
+            records.extend(Self::read(path)?.records);
+        }
+        Ok(Manifest { records })
+    }
+
+    /// Reads and validates a JSONL manifest; errors name the file and line. Relative
+    /// media paths become paths from the manifest's folder.
     pub fn read(path: &Path) -> Result<Manifest> {
+        let root = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         let mut records = Vec::new();
         for (i, line) in BufReader::new(file).lines().enumerate() {
@@ -134,11 +147,14 @@ impl Manifest {
             let bad = |reason: String| {
                 Error::InvalidInput(format!("{} line {}: {reason}", path.display(), i + 1))
             };
-            let record: Record =
+            let mut record: Record =
                 serde_json::from_str(&line).map_err(|e| bad(format!("not a record: {e}")))?;
             record
                 .validate()
                 .map_err(|e| bad(format!("record `{}` {e}", record.id)))?;
+            for media in [&mut record.image, &mut record.audio].into_iter().flatten() {
+                *media = root.join(&*media).to_string_lossy().into_owned();
+            }
             records.push(record);
         }
         if records.is_empty() {
@@ -147,16 +163,7 @@ impl Manifest {
                 path.display()
             )));
         }
-        let root = path
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."));
-        Ok(Manifest { root, records })
-    }
-
-    /// The full path of a media file named in a record.
-    pub fn media_path(&self, relative: &str) -> PathBuf {
-        self.root.join(relative)
+        Ok(Manifest { records })
     }
 }
 
@@ -226,8 +233,9 @@ mod tests {
         )];
         write_manifest(&path, &records).unwrap();
         let read = Manifest::read(&path).unwrap();
-        assert_eq!(read.records, records);
-        assert_eq!(read.media_path("images/1.png"), dir.join("images/1.png"));
+        let image = dir.join("images/1.png").to_string_lossy().into_owned();
+        assert_eq!(read.records[0].image.as_deref(), Some(image.as_str()));
+        assert_eq!(read.records[0].conversations, records[0].conversations);
 
         std::fs::write(&path, "{\"id\":\"1\"}\n").unwrap();
         let err = Manifest::read(&path).unwrap_err().to_string();

@@ -1,11 +1,14 @@
-//! Writes training data to disk as images plus LLaVA-style manifests (`train.jsonl`,
-//! `test.jsonl`): the synthetic scene world, and Fashion-MNIST with templated captions
-//! and questions.
+//! Writes training data to disk as media files plus LLaVA-style manifests (`train.jsonl`,
+//! `test.jsonl`): the synthetic scene world, Fashion-MNIST with templated captions and
+//! questions, and spoken sentences (espeak-ng) with their transcripts.
 
 use std::path::Path;
 
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
 use super::datasets::{FASHION_MNIST_CLASSES, Split, fashion_mnist};
-use super::manifest::{Record, write_manifest};
+use super::manifest::{AUDIO_TOKEN, Record, Turn, write_manifest};
 use super::scenes::scenes;
 use crate::{Error, Result};
 
@@ -19,6 +22,7 @@ pub struct SynthSizes {
 /// What was written.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SynthReport {
+    /// Media files (images or audio clips).
     pub images: usize,
     pub train_records: usize,
     pub test_records: usize,
@@ -106,19 +110,159 @@ pub fn write_fashion(
                 image.clone(),
                 "Describe the image.",
                 &format!("A photo of {article} {class}."),
-                "caption",
+                "fashion-caption",
             ));
             records.push(Record::single(
                 format!("fashion-{name}-{i:05}-class"),
                 image,
                 "What piece of clothing is this?",
                 &class,
-                "class",
+                "fashion-class",
             ));
         }
         finish_split(dir, split, &records, &mut report)?;
     }
     Ok(report)
+}
+
+const NAMES: [&str; 8] = [
+    "Alice", "Bruno", "Clara", "David", "Emma", "Felix", "Grace", "Henry",
+];
+const VERBS: [&str; 8] = [
+    "painted", "found", "carried", "washed", "sold", "bought", "opened", "dropped",
+];
+const ADJECTIVES: [&str; 8] = [
+    "small", "heavy", "green", "broken", "shiny", "wooden", "yellow", "old",
+];
+const NOUNS: [&str; 8] = [
+    "boat", "basket", "chair", "lamp", "letter", "bottle", "window", "drum",
+];
+const PLACES: [&str; 6] = [
+    "in the garden",
+    "near the river",
+    "at the market",
+    "before dinner",
+    "after school",
+    "on the roof",
+];
+/// Adjective–noun pairs only test sentences use.
+const HELD_OUT_PAIRS: [(&str, &str); 4] = [
+    ("green", "chair"),
+    ("heavy", "letter"),
+    ("shiny", "drum"),
+    ("old", "lamp"),
+];
+/// espeak-ng voices the clips are spoken in.
+const VOICES: [&str; 4] = ["en-us", "en-gb", "en-gb-x-rp", "en-029"];
+
+/// A random sentence of `split` and the name it mentions: test sentences hold a held-out
+/// adjective–noun pair, training sentences none.
+fn sentence(rng: &mut StdRng, split: Split) -> (String, &'static str) {
+    loop {
+        let pick = |rng: &mut StdRng, n: usize| rng.random_range(0..n);
+        let name = NAMES[pick(rng, NAMES.len())];
+        let adjective = ADJECTIVES[pick(rng, ADJECTIVES.len())];
+        let noun = NOUNS[pick(rng, NOUNS.len())];
+        let held_out = HELD_OUT_PAIRS.contains(&(adjective, noun));
+        if held_out != (split == Split::Test) {
+            continue;
+        }
+        let verb = VERBS[pick(rng, VERBS.len())];
+        let place = PLACES[pick(rng, PLACES.len())];
+        return (
+            format!("{name} {verb} the {adjective} {noun} {place}."),
+            name,
+        );
+    }
+}
+
+/// Spoken sentences from `seed`, made with espeak-ng (voice, speed and pitch vary):
+/// `audio/{split}-{n}.wav`, a transcript record ("What was said?") and a "Who is
+/// mentioned?" record for each.
+pub fn write_speech(
+    dir: &Path,
+    seed: u64,
+    sizes: SynthSizes,
+    on_clip: &mut dyn FnMut(),
+) -> Result<SynthReport> {
+    let mut report = SynthReport {
+        images: 0,
+        train_records: 0,
+        test_records: 0,
+    };
+    let audio_dir = dir.join("audio");
+    std::fs::create_dir_all(&audio_dir).map_err(|e| Error::io(&audio_dir, e))?;
+    for (split, n) in [(Split::Train, sizes.train), (Split::Test, sizes.test)] {
+        let name = split_name(split);
+        let salt = if split == Split::Train {
+            0x5a11
+        } else {
+            0x5a12
+        };
+        let mut rng = StdRng::seed_from_u64(seed ^ salt);
+        let mut records = Vec::new();
+        for i in 0..n {
+            let (text, who) = sentence(&mut rng, split);
+            let voice = VOICES[rng.random_range(0..VOICES.len())];
+            let speed = rng.random_range(140..190u32);
+            let pitch = rng.random_range(30..70u32);
+            let clip = format!("audio/{name}-{i:06}.wav");
+            speak(&text, voice, speed, pitch, &dir.join(&clip))?;
+            report.images += 1;
+            on_clip();
+            for (kind, question, answer) in [
+                ("transcript", "What was said?", text.as_str()),
+                ("who", "Who is mentioned?", who),
+            ] {
+                records.push(Record {
+                    id: format!("{name}-{i:06}-{kind}"),
+                    image: None,
+                    audio: Some(clip.clone()),
+                    conversations: vec![
+                        Turn {
+                            from: "human".into(),
+                            value: format!("{AUDIO_TOKEN}\n{question}"),
+                        },
+                        Turn {
+                            from: "gpt".into(),
+                            value: answer.into(),
+                        },
+                    ],
+                    kind: Some(kind.into()),
+                });
+            }
+        }
+        finish_split(dir, split, &records, &mut report)?;
+    }
+    Ok(report)
+}
+
+/// Runs espeak-ng to write `text` as a WAV file.
+fn speak(text: &str, voice: &str, speed: u32, pitch: u32, out: &Path) -> Result<()> {
+    let status = std::process::Command::new("espeak-ng")
+        .args([
+            "-v",
+            voice,
+            "-s",
+            &speed.to_string(),
+            "-p",
+            &pitch.to_string(),
+            "-w",
+        ])
+        .arg(out)
+        .arg(text)
+        .status()
+        .map_err(|e| {
+            Error::InvalidInput(format!(
+                "cannot run espeak-ng ({e}); install it (Debian: apt-get install espeak-ng)"
+            ))
+        })?;
+    if !status.success() {
+        return Err(Error::InvalidInput(format!(
+            "espeak-ng failed ({status}) on \"{text}\""
+        )));
+    }
+    Ok(())
 }
 
 fn split_name(split: Split) -> &'static str {
@@ -172,8 +316,7 @@ mod tests {
         let train = Manifest::read(&dir.join("train.jsonl")).unwrap();
         assert_eq!(train.records.len(), report.train_records);
         for record in &train.records {
-            let path = train.media_path(record.image.as_deref().unwrap());
-            let image = image::open(&path).unwrap();
+            let image = image::open(record.image.as_deref().unwrap()).unwrap();
             assert_eq!((image.width(), image.height()), (224, 224));
         }
         assert!(

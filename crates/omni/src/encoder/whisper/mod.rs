@@ -125,6 +125,25 @@ impl Whisper {
         &self.dir
     }
 
+    /// The encoder's states for up to 30 s of 16 kHz mono audio, `(positions, d_model)`:
+    /// one per 20 ms of audio, the states of the window's silent padding dropped.
+    pub fn encoder_states(&self, samples: &[f32]) -> Result<Tensor> {
+        let n_frames = self.config.n_frames();
+        let mel = self.mel.compute(samples);
+        let frames = mel.content_frames();
+        if frames > n_frames {
+            return Err(Error::InvalidInput(format!(
+                "{:.1} s of audio; an audio clip for the LLM holds at most 30 s",
+                samples.len() as f64 / 16_000.0
+            )));
+        }
+        let states = self
+            .encode_window(&mel.window(0, n_frames, n_frames))?
+            .squeeze(0)?;
+        let keep = frames.div_ceil(2).clamp(1, states.dim(0)?);
+        Ok(states.narrow(0, 0, keep)?)
+    }
+
     /// The device the weights live on.
     pub fn device(&self) -> &Device {
         &self.device

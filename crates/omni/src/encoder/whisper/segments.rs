@@ -339,7 +339,7 @@ impl Whisper {
     }
 
     /// Encodes one `[n_mels, n_frames]` window (row-major) → `[1, n_audio_ctx, d]`.
-    fn encode_window(&self, window: &[f32]) -> Result<Tensor> {
+    pub fn encode_window(&self, window: &[f32]) -> Result<Tensor> {
         let mel = Tensor::from_slice(
             window,
             (1, self.config.n_mels, self.config.n_frames()),
