@@ -1,0 +1,189 @@
+//! The image/audio → LLM model on the real SmolLM2, EfficientNet-Lite0 and Whisper
+//! tiny.en, with freshly initialised projectors: the plumbing (placeholders, media
+//! slots, context limits, sessions) and its errors. What a trained projector answers is
+//! measured by `omni train mllm`'s evaluation, not here.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use candle_core::{DType, Device};
+use candle_nn::{VarBuilder, VarMap};
+use omni::llm::{GenerateOptions, Llm, LoadOptions, Message, SamplingParams};
+use omni::modality::image::ImageSource;
+use omni::projector::{Projector, ProjectorConfig, ProjectorKind};
+use omni::tasks::mllm::{
+    ImageTokens, Media, MediaEncoder, MllmInfo, MllmSession, Modality, MultimodalLlm,
+};
+
+fn build(modality: Modality) -> Option<MultimodalLlm> {
+    let llm_dir = common::model_dir("smollm2-135m-instruct", "SmolLM2-135M-Instruct.Q4_1.gguf")?;
+    match &modality {
+        Modality::Image { .. } => common::model_dir("efficientnet-lite0", "")?,
+        Modality::Audio { .. } => common::model_dir("whisper-tiny.en", "model.bin")?,
+    };
+    let llm = Llm::load(&llm_dir, &LoadOptions::default()).unwrap();
+    let encoder = MediaEncoder::load(&modality).unwrap();
+    let config = ProjectorConfig {
+        kind: ProjectorKind::Mlp2xGelu,
+        input_dim: encoder.feature_dim(),
+        output_dim: llm.config().hidden_size,
+        hidden_dim: None,
+    };
+    let vars = VarMap::new();
+    let projector = Projector::new(
+        config,
+        VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu),
+    )
+    .unwrap();
+    let info = MllmInfo {
+        llm: "smollm2-135m-instruct".into(),
+        modality,
+        system: Some("Answer with one word.".into()),
+        training: serde_json::Value::Null,
+    };
+    Some(MultimodalLlm::from_parts(llm, encoder, projector, info).unwrap())
+}
+
+fn image_model() -> Option<&'static MultimodalLlm> {
+    static MODEL: OnceLock<Option<MultimodalLlm>> = OnceLock::new();
+    MODEL
+        .get_or_init(|| {
+            build(Modality::Image {
+                tokens: ImageTokens::Spatial,
+            })
+        })
+        .as_ref()
+}
+
+fn scene() -> PathBuf {
+    common::fixtures().join("llava/scene.png")
+}
+
+fn options() -> GenerateOptions {
+    GenerateOptions {
+        max_tokens: 4,
+        sampling: SamplingParams::greedy(),
+        ..GenerateOptions::default()
+    }
+}
+
+#[test]
+fn an_image_takes_49_positions_and_the_answer_streams() {
+    let Some(model) = image_model() else { return };
+    let path = scene();
+    let mut streamed = String::new();
+    let answer = model
+        .ask(
+            &Media::Image(ImageSource::File(&path)),
+            "What colour is the circle?",
+            None,
+            &options(),
+            &mut |t| {
+                streamed.push_str(t);
+                true
+            },
+        )
+        .unwrap();
+    assert_eq!(streamed, answer.text);
+    assert!(answer.stats.prompt_tokens > 49, "{:?}", answer.stats);
+    let embeds = model
+        .embeddings(&Media::Image(ImageSource::File(&path)))
+        .unwrap();
+    assert_eq!(embeds.dims(), &[49, 576]);
+}
+
+#[test]
+fn placeholders_and_media_must_match() {
+    let Some(model) = image_model() else { return };
+    let path = scene();
+    let image = Media::Image(ImageSource::File(&path));
+    let run = |messages: &[Message], media: &[Media]| {
+        let mut cache = model.llm.new_cache(Some(512));
+        model
+            .generate(&mut cache, messages, media, &options(), &mut |_| true)
+            .unwrap_err()
+            .to_string()
+    };
+    let err = run(&[Message::user("<image>\nWhat is it?")], &[]);
+    assert!(
+        err.contains("1 <image> placeholder(s) but 0 image(s)"),
+        "{err}"
+    );
+    let err = run(&[Message::user("What is it?")], &[image]);
+    assert!(
+        err.contains("0 <image> placeholder(s) but 1 image(s)"),
+        "{err}"
+    );
+    let err = run(&[Message::user("<audio>\nWhat is it?")], &[image]);
+    assert!(
+        err.contains("0 <image> placeholder(s) but 1 image(s)"),
+        "{err}"
+    );
+    let samples = vec![0f32; 16_000];
+    let err = run(
+        &[Message::user("<audio>\nWhat?")],
+        &[Media::Audio(&samples)],
+    );
+    assert!(err.contains("reads images, not audio"), "{err}");
+}
+
+#[test]
+fn too_many_images_for_the_context_is_an_error() {
+    let Some(model) = image_model() else { return };
+    let path = scene();
+    let media = vec![Media::Image(ImageSource::File(&path)); 3];
+    let mut cache = model.llm.new_cache(Some(120));
+    let messages = [Message::user("<image><image><image>\nWhich differ?")];
+    let err = model
+        .generate(&mut cache, &messages, &media, &options(), &mut |_| true)
+        .unwrap_err();
+    assert!(matches!(err, omni::Error::ContextOverflow { .. }), "{err}");
+    assert_eq!(cache.len(), 0);
+}
+
+#[test]
+fn a_session_survives_bad_media_and_stray_placeholders() {
+    let Some(model) = image_model() else { return };
+    let mut session = MllmSession::new(model, options(), Some(1024));
+    let bad = std::env::temp_dir().join(format!("omni-corrupt-{}.png", std::process::id()));
+    std::fs::write(&bad, b"\x89PNG\r\n\x1a\nnot really").unwrap();
+    let err = session.attach(&bad).unwrap_err().to_string();
+    assert!(err.contains(&bad.display().to_string()), "{err}");
+    assert_eq!(session.pending(), 0);
+    let err = session.send("<image> what?", &mut |_| true).unwrap_err();
+    assert!(err.to_string().contains("placeholder"), "{err}");
+
+    session.attach(&scene()).unwrap();
+    session.send("What colour?", &mut |_| true).unwrap();
+    // A second turn re-reads the first image from the conversation.
+    session.send("And the shape?", &mut |_| true).unwrap();
+    std::fs::remove_file(&bad).unwrap();
+    assert!(session.attach(Path::new("/no/such/image.png")).is_err());
+    session.send("How many?", &mut |_| true).unwrap();
+}
+
+#[test]
+fn audio_clips_become_pooled_whisper_states() {
+    let Some(model) = build(Modality::Audio {
+        whisper: "whisper-tiny.en".into(),
+        pool: 4,
+    }) else {
+        return;
+    };
+    let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/audio/dashwood.wav");
+    let samples = omni::modality::audio::load_mono(&clip, 16_000).unwrap();
+    let seconds = samples.len() as f64 / 16_000.0;
+    let embeds = model.embeddings(&Media::Audio(&samples)).unwrap();
+    // 50 encoder states per second, 4 to a token.
+    let expected = ((seconds * 50.0).ceil() / 4.0).ceil() as usize;
+    assert!(
+        embeds.dim(0).unwrap().abs_diff(expected) <= 1,
+        "{:?} vs {expected}",
+        embeds.dims()
+    );
+    let long = vec![0f32; 16_000 * 31];
+    let err = model.embeddings(&Media::Audio(&long)).unwrap_err();
+    assert!(err.to_string().contains("at most 30 s"), "{err}");
+}
