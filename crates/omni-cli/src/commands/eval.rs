@@ -1,11 +1,15 @@
 //! `omni eval fashion-mnist --model SPACE`: zero-shot top-1 and text→image recall of an
-//! image–text space on Fashion-MNIST's test split.
+//! image–text space on Fashion-MNIST's test split; `omni eval mllm`: a media → LLM
+//! model on a manifest.
 
 use std::time::Instant;
 
 use clap::{Args, Subcommand};
 use omni::tasks::align::evaluate_space;
+use omni::tasks::mllm_train::{MllmStage, evaluate, spread_over_kinds};
+use omni::train::manifest::Manifest;
 
+use super::ask::load_mllm;
 use super::index::DEFAULT_MODEL;
 use super::train::Bars;
 
@@ -15,6 +19,25 @@ pub enum EvalCommand {
     /// Score a space on Fashion-MNIST's 10,000 test images: zero-shot top-1 over the 10
     /// class names (8 caption templates), and recall@1/5 of 50 held-out captions.
     FashionMnist(FashionArgs),
+    /// Score an image/audio → LLM model on a manifest (LLaVA JSONL): exact answers,
+    /// word error rate and a text-only baseline per record kind.
+    Mllm(MllmEvalArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MllmEvalArgs {
+    /// The model (store name or directory).
+    #[arg(long, short)]
+    pub model: String,
+    /// Manifests to score on.
+    #[arg(long, required = true, value_name = "FILE")]
+    pub manifest: Vec<std::path::PathBuf>,
+    /// Score at most N records, spread over the kinds.
+    #[arg(long, default_value_t = 200)]
+    pub limit: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -32,7 +55,10 @@ pub struct FashionArgs {
 
 /// Runs `omni eval …`.
 pub fn run(command: EvalCommand) -> anyhow::Result<()> {
-    let EvalCommand::FashionMnist(args) = command;
+    let args = match command {
+        EvalCommand::FashionMnist(args) => args,
+        EvalCommand::Mllm(args) => return mllm(args),
+    };
     let start = Instant::now();
     let bars = Bars::default();
     let scores = evaluate_space(&args.model, args.limit.map(|n| n as usize), &mut |s| {
@@ -48,6 +74,31 @@ pub fn run(command: EvalCommand) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         println!("{}: {e}", args.model);
+    }
+    Ok(())
+}
+
+fn mllm(args: MllmEvalArgs) -> anyhow::Result<()> {
+    let model = load_mllm(&args.model)?;
+    let manifest = Manifest::read_all(&args.manifest)?;
+    let records = spread_over_kinds(&manifest.records, args.limit);
+    let bars = Bars::default();
+    let report = evaluate(&model, &records, Vec::new(), &mut |stage| {
+        if let MllmStage::Eval { done, total } = stage {
+            bars.update("evaluating", total, done, String::new());
+        }
+        true
+    });
+    bars.finish();
+    let report = report?;
+    if args.json {
+        let out = serde_json::json!({
+            "model": args.model, "manifests": args.manifest, "kinds": report.kinds,
+            "examples": report.examples,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print!("{report}");
     }
     Ok(())
 }

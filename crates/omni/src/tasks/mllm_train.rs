@@ -180,7 +180,10 @@ impl std::fmt::Display for MllmReport {
                 )?;
             }
         }
-        writeln!(f, "training: {:.2} s per step", self.seconds_per_step)
+        if self.seconds_per_step > 0.0 {
+            writeln!(f, "training: {:.2} s per step", self.seconds_per_step)?;
+        }
+        Ok(())
     }
 }
 
@@ -199,11 +202,13 @@ pub fn record_messages(record: &Record, system: Option<&str>) -> Vec<Message> {
         .collect()
 }
 
-/// Lowercase words only: how answers are compared.
+/// Lowercase words only (and "mr" spelt "mister", as transcripts write it): how answers
+/// are compared.
 pub fn normalize_answer(text: &str) -> String {
     text.to_lowercase()
         .split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
+        .map(|w| if w == "mr" { "mister" } else { w })
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -352,7 +357,7 @@ pub fn train_mllm(
 }
 
 /// Up to `n` records, taking kinds in turn so each is represented.
-fn spread_over_kinds(records: &[Record], n: usize) -> Vec<Record> {
+pub fn spread_over_kinds(records: &[Record], n: usize) -> Vec<Record> {
     let mut by_kind: BTreeMap<String, Vec<&Record>> = BTreeMap::new();
     for r in records {
         by_kind
