@@ -187,3 +187,22 @@ fn audio_clips_become_pooled_whisper_states() {
     let err = model.embeddings(&Media::Audio(&long)).unwrap_err();
     assert!(err.to_string().contains("at most 30 s"), "{err}");
 }
+
+#[test]
+fn spoken_sentences_are_written_with_espeak() {
+    if !common::tool("espeak-ng") {
+        return;
+    }
+    let dir = common::temp_dir("speech-synth");
+    let sizes = omni::train::synth::SynthSizes { train: 3, test: 2 };
+    let report = omni::train::synth::write_speech(&dir, 5, sizes, &mut || {}).unwrap();
+    assert_eq!(report.images, 5);
+    let test = omni::train::manifest::Manifest::read(&dir.join("test.jsonl")).unwrap();
+    assert_eq!(test.records.len(), 4);
+    let clip = test.records[0].audio.as_deref().unwrap();
+    let samples = omni::modality::audio::load_mono(Path::new(clip), 16_000).unwrap();
+    // A spoken sentence: more than a second of sound.
+    assert!(samples.len() > 16_000, "{}", samples.len());
+    assert_eq!(test.records[0].kind.as_deref(), Some("transcript"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

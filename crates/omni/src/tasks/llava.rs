@@ -185,7 +185,7 @@ impl Llava {
         for _ in 0..max_new {
             let logits = self.logits(&ids, pixels)?;
             let last = logits.get(ids.len() - 1)?.to_vec1::<f32>()?;
-            ids.push(argmax(&last) as u32);
+            ids.push(argmax(&last));
         }
         Ok(ids[input_ids.len()..].to_vec())
     }

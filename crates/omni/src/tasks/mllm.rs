@@ -71,8 +71,8 @@ impl Media<'_> {
 /// A loaded media encoder.
 pub enum MediaEncoder {
     Image {
-        net: EfficientNet,
-        processor: ImageProcessor,
+        net: Box<EfficientNet>,
+        processor: Box<ImageProcessor>,
         tokens: ImageTokens,
     },
     Audio {
@@ -86,8 +86,8 @@ impl MediaEncoder {
     pub fn load(modality: &Modality) -> Result<Self> {
         Ok(match modality {
             Modality::Image { tokens } => MediaEncoder::Image {
-                net: load_efficientnet()?,
-                processor: efficientnet_processor(),
+                net: Box::new(load_efficientnet()?),
+                processor: Box::new(efficientnet_processor()),
                 tokens: *tokens,
             },
             Modality::Audio { whisper, pool } => {
