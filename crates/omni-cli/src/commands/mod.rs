@@ -30,15 +30,16 @@ pub struct Cli {
 pub enum Command {
     /// Continue a prompt with a language model, streaming the text.
     Generate(generate::GenerateArgs),
-    /// Chat with a language model, one message per line on stdin.
+    /// Chat with a language model, one message per line on stdin (with images or audio
+    /// through a media → LLM model).
     Chat(chat::ChatArgs),
     /// List, fetch, inspect and remove models in the local cache.
     #[command(subcommand)]
     Models(models::ModelsCommand),
     /// Transcribe speech in audio files with Whisper.
     Transcribe(transcribe::TranscribeArgs),
-    /// Answer a question about a recording (transcribed, then asked to a language model)
-    /// or an image (through an image → LLM model).
+    /// Answer a question about a recording (transcribed, then asked to a language model,
+    /// or through an audio → LLM model) or an image (through an image → LLM model).
     Ask(ask::AskArgs),
     /// Describe images with an image → LLM model (a trained projector into the LLM).
     Caption(caption::CaptionArgs),
@@ -54,13 +55,16 @@ pub enum Command {
     Classify(classify::ClassifyArgs),
     /// Cosine similarity of a text or image with other texts or images.
     Similarity(similarity::SimilarityArgs),
-    /// Train the alignment parts (the image→text aligner).
+    /// Train the alignment parts: the image→text aligner, the projectors that feed images
+    /// or audio to an LLM.
     #[command(subcommand)]
     Train(train::TrainCommand),
-    /// Measure an image–text space on a labelled dataset.
+    /// Measure an image–text space on a labelled dataset, or a media → LLM model on a
+    /// manifest.
     #[command(subcommand)]
     Eval(eval::EvalCommand),
-    /// Write training data (synthetic scenes, Fashion-MNIST) as images + JSONL manifests.
+    /// Write training data (synthetic scenes, Fashion-MNIST, spoken sentences) as media
+    /// files + JSONL manifests.
     #[command(subcommand)]
     Data(data::DataCommand),
     /// Serve the models over an OpenAI-compatible HTTP API, with a search-and-chat page.
