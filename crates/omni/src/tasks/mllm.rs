@@ -536,11 +536,10 @@ pub fn mllm_dir(name: &str) -> Result<PathBuf> {
     if dir.join(MllmInfo::FILE).is_file() {
         Ok(dir)
     } else {
-        Err(Error::UnknownModel {
-            name: format!(
-                "{name} (no image/audio → LLM model there; train one with `omni train mllm`)"
-            ),
-        })
+        Err(Error::InvalidInput(format!(
+            "no image/audio → LLM model `{name}` (neither a model directory nor in {}); train one with `omni train mllm`",
+            dir.display()
+        )))
     }
 }
 
