@@ -102,9 +102,28 @@ pub fn generate(
     options: &GenerateOptions,
     on_text: &mut dyn FnMut(&str) -> bool,
 ) -> Result<Generation> {
-    let (logits, mut stats) = prefill(model, cache, prompt, options)?;
+    let (logits, stats) = prefill(model, cache, prompt, options)?;
+    decode(
+        model,
+        tokenizer,
+        cache,
+        Decoding::new(prompt, logits, options),
+        stats,
+        on_text,
+    )
+}
+
+/// Samples, streams and feeds back tokens from `decoding` (started after a prefill
+/// whose statistics are `stats`) until it ends.
+pub fn decode(
+    model: &dyn Backbone,
+    tokenizer: &LlmTokenizer,
+    cache: &mut KvCache,
+    mut decoding: Decoding,
+    mut stats: GenerationStats,
+    on_text: &mut dyn FnMut(&str) -> bool,
+) -> Result<Generation> {
     let t1 = Instant::now();
-    let mut decoding = Decoding::new(prompt, logits, options);
     loop {
         let text = decoding.step(tokenizer, cache.len() < cache.capacity());
         if !text.is_empty() && !on_text(&text) {

@@ -36,7 +36,7 @@ pub use chat_template::{ChatTemplate, Message};
 pub use config::{Arch, LlmConfig, RopeStyle, SUPPORTED_ARCHITECTURES};
 pub use dense::DenseLlama;
 pub use generate::{
-    Decoding, FinishReason, GenerateOptions, Generation, GenerationStats, generate, prefill,
+    Decoding, FinishReason, GenerateOptions, Generation, GenerationStats, decode, generate, prefill,
 };
 pub use gguf::{GgufFile, Metadata};
 pub use kv_cache::KvCache;

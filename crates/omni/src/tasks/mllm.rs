@@ -355,35 +355,20 @@ impl MultimodalLlm {
             });
         }
         let logits = self.llm.model.forward_hidden(&rows, cache)?;
-        let mut stats = GenerationStats {
+        let stats = GenerationStats {
             prompt_tokens: positions,
             prefill_tokens: positions,
             prefill_secs: t0.elapsed().as_secs_f64(),
             ..GenerationStats::default()
         };
-        let t1 = std::time::Instant::now();
-        let mut decoding = Decoding::new(&text_tokens, logits, options);
-        loop {
-            let text = decoding.step(&self.llm.tokenizer, cache.len() < cache.capacity());
-            if !text.is_empty() && !on_text(&text) {
-                let rest = decoding.cancel();
-                if !rest.is_empty() {
-                    on_text(&rest);
-                }
-                break;
-            }
-            let Some(token) = decoding.pending() else {
-                break;
-            };
-            decoding.set_logits(
-                self.llm
-                    .model
-                    .forward_hidden(&self.llm.model.embed_tokens(&[token])?, cache)?,
-            );
-            stats.decode_tokens += 1;
-        }
-        stats.decode_secs = t1.elapsed().as_secs_f64();
-        Ok(decoding.into_generation(stats))
+        crate::llm::decode(
+            &self.llm.model,
+            &self.llm.tokenizer,
+            cache,
+            Decoding::new(&text_tokens, logits, options),
+            stats,
+            on_text,
+        )
     }
 
     /// Answers one question about one media item (a fresh cache of `context` positions).
@@ -419,18 +404,26 @@ fn kind_label(kind: MediaKind) -> &'static str {
     }
 }
 
-/// A media item a session keeps: an image file, or decoded audio.
+/// A media item held by its owner: an image file, or decoded 16 kHz audio.
 #[derive(Debug, Clone)]
-enum Attached {
+pub enum OwnedMedia {
     Image(PathBuf),
     Audio(Vec<f32>),
 }
 
-impl Attached {
-    fn media(&self) -> Media<'_> {
+impl OwnedMedia {
+    /// The image at `path`, or the recording at `path` decoded to 16 kHz mono.
+    pub fn load(kind: MediaKind, path: &Path) -> Result<Self> {
+        Ok(match kind {
+            MediaKind::Image => OwnedMedia::Image(path.to_path_buf()),
+            MediaKind::Audio => OwnedMedia::Audio(crate::modality::audio::load_mono(path, 16_000)?),
+        })
+    }
+
+    pub fn media(&self) -> Media<'_> {
         match self {
-            Attached::Image(path) => Media::Image(ImageSource::File(path)),
-            Attached::Audio(samples) => Media::Audio(samples),
+            OwnedMedia::Image(path) => Media::Image(ImageSource::File(path)),
+            OwnedMedia::Audio(samples) => Media::Audio(samples),
         }
     }
 }
@@ -442,9 +435,9 @@ pub struct MllmSession<'m> {
     model: &'m MultimodalLlm,
     messages: Vec<Message>,
     /// Media of the conversation, in placeholder order.
-    media: Vec<Attached>,
+    media: Vec<OwnedMedia>,
     /// Attached since the last message.
-    pending: Vec<Attached>,
+    pending: Vec<OwnedMedia>,
     options: GenerateOptions,
     context: Option<usize>,
 }
@@ -464,10 +457,7 @@ impl<'m> MllmSession<'m> {
     /// Attaches a media file (an image, or a recording for an audio model) to the next
     /// message; a file that does not decode is refused here and the conversation goes on.
     pub fn attach(&mut self, path: &Path) -> Result<()> {
-        let item = match self.model.media_kind() {
-            MediaKind::Image => Attached::Image(path.to_path_buf()),
-            MediaKind::Audio => Attached::Audio(crate::modality::audio::load_mono(path, 16_000)?),
-        };
+        let item = OwnedMedia::load(self.model.media_kind(), path)?;
         self.model.embeddings(&item.media())?;
         self.pending.push(item);
         Ok(())
@@ -503,8 +493,8 @@ impl<'m> MllmSession<'m> {
         let placeholder = format!("{}\n", self.model.media_kind().placeholder());
         let prefix = placeholder.repeat(self.pending.len());
         self.messages.push(Message::user(format!("{prefix}{user}")));
-        let all: Vec<Attached> = self.media.iter().chain(&self.pending).cloned().collect();
-        let media: Vec<Media> = all.iter().map(Attached::media).collect();
+        let all: Vec<OwnedMedia> = self.media.iter().chain(&self.pending).cloned().collect();
+        let media: Vec<Media> = all.iter().map(OwnedMedia::media).collect();
         let mut cache = self.model.llm.new_cache(self.context);
         let result =
             self.model

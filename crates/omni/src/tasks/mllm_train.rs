@@ -9,11 +9,12 @@ use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::interleave::{Interleaved, MediaKind};
-use super::mllm::{ImageTokens, Media, MediaEncoder, MllmInfo, Modality, MultimodalLlm, mllm_dir};
+use super::mllm::{
+    ImageTokens, Media, MediaEncoder, MllmInfo, Modality, MultimodalLlm, OwnedMedia, mllm_dir,
+};
 use crate::llm::{
     DenseLlama, GenerateOptions, GgufFile, Llm, LoadOptions, Message, SamplingParams,
 };
-use crate::modality::image::ImageSource;
 use crate::train::Checkpoints;
 use crate::train::manifest::{AUDIO_TOKEN, IMAGE_TOKEN, Manifest, Record};
 use crate::train::mllm::{ProjectorTraining, StepProgress, TrainSample, train_projector};
@@ -222,30 +223,6 @@ fn record_media(record: &Record) -> Option<(MediaKind, &str)> {
     }
 }
 
-/// A record's media loaded for the encoder: the image path, or 16 kHz samples.
-enum Loaded {
-    Image(PathBuf),
-    Audio(Vec<f32>),
-}
-
-impl Loaded {
-    fn read(kind: MediaKind, path: &str) -> Result<Loaded> {
-        Ok(match kind {
-            MediaKind::Image => Loaded::Image(PathBuf::from(path)),
-            MediaKind::Audio => {
-                Loaded::Audio(crate::modality::audio::load_mono(Path::new(path), 16_000)?)
-            }
-        })
-    }
-
-    fn media(&self) -> Media<'_> {
-        match self {
-            Loaded::Image(path) => Media::Image(ImageSource::File(path)),
-            Loaded::Audio(samples) => Media::Audio(samples),
-        }
-    }
-}
-
 /// Runs (or resumes) `recipe` and saves model `recipe.name` in the store; `None` when
 /// `progress` asked to stop.
 pub fn train_mllm(
@@ -293,7 +270,7 @@ pub fn train_mllm(
     wanted.dedup();
     let mut features: HashMap<&str, Tensor> = HashMap::new();
     for (i, path) in wanted.iter().enumerate() {
-        let loaded = Loaded::read(kind, path)?;
+        let loaded = OwnedMedia::load(kind, Path::new(path))?;
         let (rows, _) = encoder
             .features(&loaded.media())
             .map_err(|e| Error::InvalidInput(format!("{path}: {e}")))?;
@@ -437,9 +414,9 @@ pub fn evaluate(
             continue;
         };
         let loaded = record_media(record)
-            .map(|(kind, path)| Loaded::read(kind, path))
+            .map(|(kind, path)| OwnedMedia::load(kind, Path::new(path)))
             .transpose()?;
-        let media: Vec<Media> = loaded.iter().map(Loaded::media).collect();
+        let media: Vec<Media> = loaded.iter().map(OwnedMedia::media).collect();
         let ask = |content: &str, media: &[Media]| -> Result<String> {
             let mut cache = model.llm.new_cache(Some(1024));
             let messages = [Message::user(content.to_string())];
@@ -463,7 +440,7 @@ pub fn evaluate(
         tally.text_right += usize::from(normalize_answer(&text_only) == want);
         tally.edits += edits;
         tally.words += words;
-        if let (Some(whisper), Some(Loaded::Audio(samples)), Some("transcript")) =
+        if let (Some(whisper), Some(OwnedMedia::Audio(samples)), Some("transcript")) =
             (model.whisper(), &loaded, record.kind.as_deref())
         {
             let options = crate::encoder::whisper::TranscribeOptions::default();

@@ -20,7 +20,7 @@ pub struct SynthSizes {
 }
 
 /// What was written.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct SynthReport {
     /// Media files (images or audio clips).
     pub images: usize,
@@ -36,11 +36,7 @@ pub fn write_scenes(
     sizes: SynthSizes,
     on_image: &mut dyn FnMut(),
 ) -> Result<SynthReport> {
-    let mut report = SynthReport {
-        images: 0,
-        train_records: 0,
-        test_records: 0,
-    };
+    let mut report = SynthReport::default();
     for (split, n) in [(Split::Train, sizes.train), (Split::Test, sizes.test)] {
         let name = split_name(split);
         let mut records = Vec::new();
@@ -79,11 +75,7 @@ pub fn write_fashion(
     sizes: SynthSizes,
     on_image: &mut dyn FnMut(),
 ) -> Result<SynthReport> {
-    let mut report = SynthReport {
-        images: 0,
-        train_records: 0,
-        test_records: 0,
-    };
+    let mut report = SynthReport::default();
     for (split, n) in [(Split::Train, sizes.train), (Split::Test, sizes.test)] {
         let name = split_name(split);
         let data = fashion_mnist(source, split)?;
@@ -185,11 +177,7 @@ pub fn write_speech(
     sizes: SynthSizes,
     on_clip: &mut dyn FnMut(),
 ) -> Result<SynthReport> {
-    let mut report = SynthReport {
-        images: 0,
-        train_records: 0,
-        test_records: 0,
-    };
+    let mut report = SynthReport::default();
     let audio_dir = dir.join("audio");
     std::fs::create_dir_all(&audio_dir).map_err(|e| Error::io(&audio_dir, e))?;
     for (split, n) in [(Split::Train, sizes.train), (Split::Test, sizes.test)] {
