@@ -25,12 +25,11 @@ fn build(modality: Modality) -> Option<MultimodalLlm> {
     };
     let llm = Llm::load(&llm_dir, &LoadOptions::default()).unwrap();
     let encoder = MediaEncoder::load(&modality).unwrap();
-    let config = ProjectorConfig {
-        kind: ProjectorKind::Mlp2xGelu,
-        input_dim: encoder.feature_dim(),
-        output_dim: llm.config().hidden_size,
-        hidden_dim: None,
-    };
+    let config = ProjectorConfig::new(
+        ProjectorKind::Mlp2xGelu,
+        encoder.feature_dim(),
+        llm.config().hidden_size,
+    );
     let vars = VarMap::new();
     let projector = Projector::new(
         config,

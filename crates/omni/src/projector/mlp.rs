@@ -1,6 +1,7 @@
-//! Linear and MLP projectors, with LLaVA's weight names (`weight`/`bias` for `linear`;
-//! `0.*` and `2.*` for the `nn.Sequential(Linear, GELU, Linear)` of `mlp2x_gelu`), so
-//! LLaVA-family projector checkpoints load as they are.
+//! The projector of any kind. Linear and MLP projectors keep LLaVA's weight names
+//! (`weight`/`bias` for `linear`; `0.*` and `2.*` for the `nn.Sequential(Linear, GELU,
+//! Linear)` of `mlp2x_gelu`), so LLaVA-family projector checkpoints load as they are;
+//! the resampler is in [`super::resampler`].
 //!
 //! Reference: Liu et al., "Visual Instruction Tuning" (2023) and "Improved Baselines with
 //! Visual Instruction Tuning" (2024); haotian-liu/LLaVA `llava/model/multimodal_projector`.
@@ -10,6 +11,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
+use super::resampler::Resampler;
 use super::{ProjectorConfig, ProjectorKind};
 use crate::{Error, Result};
 
@@ -25,6 +27,7 @@ pub struct Projector {
 enum Layers {
     Linear(Linear),
     Mlp(Linear, Linear),
+    Resampler(Box<Resampler>),
 }
 
 impl Projector {
@@ -46,6 +49,7 @@ impl Projector {
                 candle_nn::linear(config.input_dim, config.hidden(), vb.pp(names[0]))?,
                 candle_nn::linear(config.hidden(), config.output_dim, vb.pp(names[1]))?,
             ),
+            ProjectorKind::Resampler => Layers::Resampler(Box::new(Resampler::new(&config, vb)?)),
         };
         Ok(Self { config, layers })
     }
@@ -73,6 +77,7 @@ impl Projector {
                 all.extend(linear_tensors(b, "2."));
                 all
             }
+            Layers::Resampler(r) => r.tensors().into_iter().collect(),
         };
         let weights = weights
             .into_iter()
@@ -95,11 +100,23 @@ impl Projector {
     /// Projects features.
     ///
     /// # Shapes
-    /// `x`: (…, input_dim) → (…, output_dim)
+    /// Linear and MLP: `x` (…, input_dim) → (…, output_dim). Resampler: `x`
+    /// (tokens, input_dim) → (queries, output_dim), or batched (B, tokens, input_dim) →
+    /// (B, queries, output_dim).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(match &self.layers {
             Layers::Linear(l) => l.forward(x)?,
             Layers::Mlp(a, b) => b.forward(&a.forward(x)?.gelu_erf()?)?,
+            Layers::Resampler(r) => match x.rank() {
+                2 => r.forward(&x.unsqueeze(0)?)?.squeeze(0)?,
+                3 => r.forward(x)?,
+                rank => {
+                    return Err(Error::InvalidInput(format!(
+                        "a resampler reads (tokens, dim) or (batch, tokens, dim) features, \
+                         got rank {rank}"
+                    )));
+                }
+            },
         })
     }
 }
@@ -124,10 +141,8 @@ mod tests {
         let map = VarMap::new();
         let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
         let config = ProjectorConfig {
-            kind: ProjectorKind::Mlp2xGelu,
-            input_dim: 6,
-            output_dim: 4,
             hidden_dim: Some(5),
+            ..ProjectorConfig::new(ProjectorKind::Mlp2xGelu, 6, 4)
         };
         let p = Projector::new(config, vb).unwrap();
         let y = p

@@ -7,6 +7,7 @@
 mod config;
 mod conse;
 mod mlp;
+mod resampler;
 
 pub use config::{ProjectorConfig, ProjectorKind};
 pub use conse::Conse;

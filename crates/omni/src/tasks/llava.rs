@@ -98,12 +98,11 @@ impl Llava {
         };
         let vision = ClipVisionTransformer::new(&vision_config, vision_vb).map_err(with_path)?;
         let projector = Projector::with_names(
-            ProjectorConfig {
-                kind: ProjectorKind::Mlp2xGelu,
-                input_dim: vision_config.hidden_size,
-                output_dim: text_config.hidden_size,
-                hidden_dim: None,
-            },
+            ProjectorConfig::new(
+                ProjectorKind::Mlp2xGelu,
+                vision_config.hidden_size,
+                text_config.hidden_size,
+            ),
             projector_vb,
             ["linear_1", "linear_2"],
         )

@@ -126,10 +126,8 @@ pub fn train_align(
         ));
     }
     let projector_config = ProjectorConfig {
-        kind: config.projector,
-        input_dim: image_dim,
-        output_dim: text_dim,
         hidden_dim: config.hidden_dim,
+        ..ProjectorConfig::new(config.projector, image_dim, text_dim)
     };
     let vars = VarMap::new();
     let projector = Projector::new(
@@ -265,10 +263,12 @@ pub(crate) fn seeded_init(vars: &VarMap, seed: u64) -> Result<()> {
     let mut fresh = HashMap::new();
     for name in names {
         let t = &current[name];
-        // `bias` pairs with `weight`, `0.bias` with `0.weight`.
+        // `bias` pairs with `weight`, `0.bias` with `0.weight`; a norm's (1-D weight)
+        // keeps its initial values, as does the norm's weight.
         let fan_in = match name.strip_suffix("bias") {
             Some(layer) => current
                 .get(&format!("{layer}weight"))
+                .filter(|w| w.rank() == 2)
                 .map(|w| w.dim(1))
                 .transpose()?,
             None if t.rank() == 2 => Some(t.dim(1)?),

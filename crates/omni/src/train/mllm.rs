@@ -28,6 +28,10 @@ use crate::{Error, Result};
 #[serde(default, deny_unknown_fields)]
 pub struct ProjectorTraining {
     pub projector: ProjectorKind,
+    /// A resampler's queries, layers and heads (its defaults when absent).
+    pub queries: Option<usize>,
+    pub layers: Option<usize>,
+    pub heads: Option<usize>,
     pub steps: usize,
     /// Conversations per micro-batch.
     pub batch_size: usize,
@@ -47,6 +51,9 @@ impl Default for ProjectorTraining {
     fn default() -> Self {
         Self {
             projector: ProjectorKind::Mlp2xGelu,
+            queries: None,
+            layers: None,
+            heads: None,
             steps: 300,
             batch_size: 4,
             grad_accum: 1,
@@ -192,10 +199,10 @@ pub fn train_projector(
     }
     let device = Device::Cpu;
     let projector_config = ProjectorConfig {
-        kind: config.projector,
-        input_dim,
-        output_dim: llm.config().hidden_size,
-        hidden_dim: None,
+        queries: config.queries,
+        layers: config.layers,
+        heads: config.heads,
+        ..ProjectorConfig::new(config.projector, input_dim, llm.config().hidden_size)
     };
     let vars = VarMap::new();
     let projector = Projector::new(
@@ -384,16 +391,18 @@ mod tests {
     }
 
     fn train(checkpoints: &Checkpoints, stop_at: Option<usize>) -> Option<(Projector, Vec<f32>)> {
+        train_with(&config(), checkpoints, stop_at)
+    }
+
+    fn train_with(
+        config: &ProjectorTraining,
+        checkpoints: &Checkpoints,
+        stop_at: Option<usize>,
+    ) -> Option<(Projector, Vec<f32>)> {
         let model = tiny_model(RopeStyle::Neox);
-        train_projector(
-            &config(),
-            &model,
-            5,
-            &samples(),
-            None,
-            checkpoints,
-            &mut |p| Some(p.step) != stop_at,
-        )
+        train_projector(config, &model, 5, &samples(), None, checkpoints, &mut |p| {
+            Some(p.step) != stop_at
+        })
         .unwrap()
     }
 
@@ -411,6 +420,28 @@ mod tests {
         let (_, resumed) = train(&c, None).unwrap();
         assert_eq!(resumed, losses);
         for dir in [a, b, c] {
+            std::fs::remove_dir_all(dir.dir()).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_resampler_trains_deterministically_to_a_fixed_token_count() {
+        let config = ProjectorTraining {
+            projector: ProjectorKind::Resampler,
+            queries: Some(2),
+            layers: Some(1),
+            heads: Some(2),
+            ..config()
+        };
+        let a = run_dir("resampler-a");
+        let (projector, losses) = train_with(&config, &a, None).unwrap();
+        assert!(losses.last() < losses.first(), "{losses:?}");
+        let b = run_dir("resampler-b");
+        assert_eq!(train_with(&config, &b, None).unwrap().1, losses);
+        // 3 feature rows in, 2 tokens out.
+        let out = projector.forward(&samples()[0].media[0]).unwrap();
+        assert_eq!(out.dims(), &[2, projector.config().output_dim]);
+        for dir in [a, b] {
             std::fs::remove_dir_all(dir.dir()).unwrap();
         }
     }
