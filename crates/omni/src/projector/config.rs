@@ -86,7 +86,9 @@ impl ProjectorConfig {
             )));
         }
         if self.kind == ProjectorKind::Resampler
-            && (self.queries() == 0 || self.heads() == 0 || self.hidden() % self.heads() != 0)
+            && (self.queries() == 0
+                || self.heads() == 0
+                || !self.hidden().is_multiple_of(self.heads()))
         {
             return Err(Error::InvalidInput(format!(
                 "a resampler needs at least one query and a width ({}) divisible by its \
