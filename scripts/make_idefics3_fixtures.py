@@ -1,5 +1,5 @@
 """A tiny random Idefics3 checkpoint (SigLIP-style vision tower + pixel-shuffle connector +
-LLaMA decoder) with its tokenizer and processor, and its outputs, for Idefics3 parity tests.
+LLaMA decoder) with its tokenizer and processor, and its outputs, for crates/omni/tests/test_vlm.rs.
 
 Run with a venv holding torch, transformers 5.x, tokenizers and Pillow (no download;
 everything is built from configs with fixed seeds):

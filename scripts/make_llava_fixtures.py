@@ -1,5 +1,5 @@
 """Tiny random LLaVA checkpoints (CLIP vision tower + LLaMA or Qwen2 decoder) in the
-transformers layout and their outputs, for crates/omni/tests/test_llava.rs.
+transformers layout and their outputs, for crates/omni/tests/test_vlm.rs.
 
 Run with a venv holding torch and transformers 5.x (no download; everything is built from
 configs with fixed seeds):

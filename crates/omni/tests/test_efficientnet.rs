@@ -39,18 +39,6 @@ fn json(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(fixtures().join(name)).unwrap()).unwrap()
 }
 
-fn floats(v: &Value) -> Vec<f32> {
-    serde_json::from_value(v.clone()).unwrap()
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
 fn top5(logits: &[f32]) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..logits.len()).collect();
     idx.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
@@ -93,7 +81,7 @@ fn legacy_reader_matches_torch_save() {
             assert_eq!(t.dims(), shape.as_slice(), "{file}: {name}");
             let got = t.to_dtype(DType::F32).unwrap().flatten_all().unwrap();
             let got = got.to_vec1::<f32>().unwrap();
-            assert_eq!(got, floats(&e["values"]), "{file}: {name}");
+            assert_eq!(got, common::floats(&e["values"]), "{file}: {name}");
         }
     }
 }
@@ -140,11 +128,11 @@ fn logits_and_features_match_pytorch_batched() {
     let pooled = out.pooled.to_vec2::<f32>().unwrap();
     for (i, (_, e)) in crops.iter().enumerate() {
         let name = e["name"].as_str().unwrap();
-        let d = max_abs_diff(&logits[i], &floats(&e["logits"]));
+        let d = common::max_abs_diff(&logits[i], &common::floats(&e["logits"]));
         assert!(d <= 1e-3, "{name}: logits max abs diff {d}");
         let want: Vec<usize> = serde_json::from_value(e["top5"].clone()).unwrap();
         assert_eq!(top5(&logits[i]), want, "{name}");
-        let d = max_abs_diff(&pooled[i], &floats(&e["pooled"]));
+        let d = common::max_abs_diff(&pooled[i], &common::floats(&e["pooled"]));
         assert!(d <= 1e-4, "{name}: pooled max abs diff {d}");
         eprintln!("{name}: top-1 {}", imagenet_classes()[want[0]].name());
     }
@@ -155,7 +143,7 @@ fn logits_and_features_match_pytorch_batched() {
         .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
         .collect();
     let got = out.feature_map.get(0).unwrap().flatten_all().unwrap();
-    let d = max_abs_diff(&got.to_vec1::<f32>().unwrap(), &want);
+    let d = common::max_abs_diff(&got.to_vec1::<f32>().unwrap(), &want);
     assert!(d <= 1e-3, "feature map max abs diff {d}");
     let tokens = feature_tokens(&out.feature_map).unwrap();
     assert_eq!(tokens.dims(), &[4, 49, 1280]);
@@ -167,7 +155,7 @@ fn one_by_one_equals_batched() {
     for (input, e) in crops() {
         let out = m.forward(&input.unsqueeze(0).unwrap()).unwrap();
         let logits = out.logits.get(0).unwrap().to_vec1::<f32>().unwrap();
-        let d = max_abs_diff(&logits, &floats(&e["logits"]));
+        let d = common::max_abs_diff(&logits, &common::floats(&e["logits"]));
         assert!(d <= 1e-3, "{}: {d}", e["name"]);
     }
 }
@@ -274,8 +262,8 @@ fn scikit_image_photos_through_omni_preprocessing() {
             .unwrap()
             .to_vec1()
             .unwrap();
-        let want = floats(&reference["logits"]);
-        let diff = max_abs_diff(&logits, &want);
+        let want = common::floats(&reference["logits"]);
+        let diff = common::max_abs_diff(&logits, &want);
         let want_top5: Vec<usize> = serde_json::from_value(reference["top5"].clone()).unwrap();
         println!(
             "{name}: max |diff| {diff:.2e}, top-5 {:?} vs {want_top5:?}",

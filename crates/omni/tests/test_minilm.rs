@@ -49,14 +49,6 @@ fn cases() -> Vec<Case> {
         .collect()
 }
 
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
 #[test]
 fn tokenization_matches_sentence_transformers() {
     let Some(m) = model() else { return };
@@ -75,7 +67,7 @@ fn batched_embeddings_match_sentence_transformers() {
     let mut worst = 0f32;
     for (g, c) in got.iter().zip(&cases) {
         assert_eq!(g.len(), 384);
-        let d = max_abs_diff(g, &c.embedding);
+        let d = common::max_abs_diff(g, &c.embedding);
         assert!(d <= TOL, "{:?}: max abs diff {d}", c.text);
         worst = worst.max(d);
     }
@@ -88,7 +80,7 @@ fn one_by_one_embeddings_match_sentence_transformers() {
     let mut worst = 0f32;
     for c in cases() {
         let got = m.embed(&[c.text.as_str()]).unwrap();
-        let d = max_abs_diff(&got[0], &c.embedding);
+        let d = common::max_abs_diff(&got[0], &c.embedding);
         assert!(d <= TOL, "{:?}: max abs diff {d}", c.text);
         worst = worst.max(d);
     }

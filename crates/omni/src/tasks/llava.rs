@@ -145,31 +145,8 @@ impl Llava {
     /// Next-token logits `(seq, vocab)` of `input_ids`, whose image tokens (one per
     /// image feature, as the processor expands them) take the images' features in order.
     pub fn logits(&self, input_ids: &[u32], pixels: Option<&Tensor>) -> Result<Tensor> {
-        let mut embeds = self.llm.embed_tokens(input_ids)?;
-        let slots: Vec<u32> = (0..input_ids.len() as u32)
-            .filter(|&i| input_ids[i as usize] == self.image_token)
-            .collect();
-        let features = match pixels {
-            Some(p) => {
-                let f = self.image_features(p)?;
-                let (n, t, d) = f.dims3()?;
-                f.reshape((n * t, d))?
-            }
-            None => Tensor::zeros((0, self.llm.config().hidden_size), DType::F32, &Device::Cpu)?,
-        };
-        if features.dim(0)? != slots.len() {
-            return Err(Error::InvalidInput(format!(
-                "the prompt has {} image tokens but the images give {} features",
-                slots.len(),
-                features.dim(0)?
-            )));
-        }
-        if !slots.is_empty() {
-            let index = Tensor::new(slots.as_slice(), &Device::Cpu)?;
-            embeds = embeds.index_add(&index, &(features - embeds.index_select(&index, 0)?)?, 0)?;
-        }
-        let hidden = self.llm.forward_embeds(&embeds.unsqueeze(0)?)?.squeeze(0)?;
-        self.llm.logits(&hidden)
+        let features = pixels.map(|p| self.image_features(p)).transpose()?;
+        logits_with_features(&self.llm, input_ids, self.image_token, features)
     }
 
     /// Greedy continuation of `input_ids` by `max_new` tokens (the whole sequence is
@@ -180,12 +157,55 @@ impl Llava {
         pixels: Option<&Tensor>,
         max_new: usize,
     ) -> Result<Vec<u32>> {
-        let mut ids = input_ids.to_vec();
-        for _ in 0..max_new {
-            let logits = self.logits(&ids, pixels)?;
-            let last = logits.get(ids.len() - 1)?.to_vec1::<f32>()?;
-            ids.push(argmax(&last));
-        }
-        Ok(ids[input_ids.len()..].to_vec())
+        greedy(input_ids, max_new, |ids| self.logits(ids, pixels))
     }
+}
+
+/// Next-token logits `(seq, vocab)` of `input_ids` whose `image_token` positions take the
+/// rows of `features` `(images, tokens, hidden)` in order (transformers' `masked_scatter`
+/// of image features into `inputs_embeds`).
+pub(crate) fn logits_with_features(
+    llm: &DenseLlama,
+    input_ids: &[u32],
+    image_token: u32,
+    features: Option<Tensor>,
+) -> Result<Tensor> {
+    let mut embeds = llm.embed_tokens(input_ids)?;
+    let slots: Vec<u32> = (0..input_ids.len() as u32)
+        .filter(|&i| input_ids[i as usize] == image_token)
+        .collect();
+    let features = match features {
+        Some(f) => {
+            let (n, t, d) = f.dims3()?;
+            f.reshape((n * t, d))?
+        }
+        None => Tensor::zeros((0, llm.config().hidden_size), DType::F32, &Device::Cpu)?,
+    };
+    if features.dim(0)? != slots.len() {
+        return Err(Error::InvalidInput(format!(
+            "the prompt has {} image tokens but the images give {} features",
+            slots.len(),
+            features.dim(0)?
+        )));
+    }
+    if !slots.is_empty() {
+        let index = Tensor::new(slots.as_slice(), &Device::Cpu)?;
+        embeds = embeds.index_add(&index, &(features - embeds.index_select(&index, 0)?)?, 0)?;
+    }
+    let hidden = llm.forward_embeds(&embeds.unsqueeze(0)?)?.squeeze(0)?;
+    llm.logits(&hidden)
+}
+
+/// Greedy decoding by re-running `logits` on the growing sequence.
+pub(crate) fn greedy(
+    input_ids: &[u32],
+    max_new: usize,
+    logits: impl Fn(&[u32]) -> Result<Tensor>,
+) -> Result<Vec<u32>> {
+    let mut ids = input_ids.to_vec();
+    for _ in 0..max_new {
+        let last = logits(&ids)?.get(ids.len() - 1)?.to_vec1::<f32>()?;
+        ids.push(argmax(&last));
+    }
+    Ok(ids[input_ids.len()..].to_vec())
 }

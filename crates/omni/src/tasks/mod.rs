@@ -8,6 +8,7 @@ pub mod chat;
 pub mod classify;
 pub mod describe;
 pub mod generate;
+pub mod idefics3;
 pub mod interleave;
 pub mod llava;
 pub mod mllm;

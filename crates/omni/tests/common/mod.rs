@@ -99,3 +99,23 @@ pub fn skimage_data() -> Option<PathBuf> {
     }
     found
 }
+
+/// Every number in a JSON value (nested arrays flattened), as f32.
+pub fn floats(v: &serde_json::Value) -> Vec<f32> {
+    let mut out = Vec::new();
+    match v {
+        serde_json::Value::Array(items) => items.iter().for_each(|i| out.extend(floats(i))),
+        serde_json::Value::Number(n) => out.push(n.as_f64().unwrap() as f32),
+        other => panic!("not a number: {other}"),
+    }
+    out
+}
+
+/// The largest element-wise difference of two equally long slices.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}

@@ -112,6 +112,20 @@ impl SiglipVisionTransformer {
     /// # Shapes
     /// `pixels`: (N, 3, S, S) with S = `image_size`. Returns (N, hidden).
     pub fn forward(&self, pixels: &Tensor) -> Result<Tensor> {
+        let x = self.last_hidden_state(pixels)?;
+        match &self.head {
+            Some(head) => head.forward(&x),
+            None => candle_core::bail!(
+                "this SigLIP vision tower has no pooling head (vision_use_head = false)"
+            ),
+        }
+    }
+
+    /// The patch states after the final LayerNorm (what Idefics3's connector reads).
+    ///
+    /// # Shapes
+    /// `pixels`: (N, 3, S, S) with S = `image_size`. Returns (N, (S / patch)², hidden).
+    pub fn last_hidden_state(&self, pixels: &Tensor) -> Result<Tensor> {
         let (_, _, h, w) = pixels.dims4()?;
         if h != self.image_size || w != self.image_size {
             candle_core::bail!(
@@ -126,12 +140,6 @@ impl SiglipVisionTransformer {
             .transpose(1, 2)?
             .broadcast_add(self.position_embedding.embeddings())?;
         let x = self.encoder.forward(&x, None)?;
-        let x = self.post_layernorm.forward(&x)?;
-        match &self.head {
-            Some(head) => head.forward(&x),
-            None => candle_core::bail!(
-                "this SigLIP vision tower has no pooling head (vision_use_head = false)"
-            ),
-        }
+        self.post_layernorm.forward(&x)
     }
 }

@@ -15,6 +15,7 @@ mod config;
 mod decode;
 mod processor;
 mod resize;
+mod tiles;
 
 pub use config::{
     IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, IMAGENET_STANDARD_MEAN, IMAGENET_STANDARD_STD,
@@ -27,3 +28,4 @@ pub use decode::{
 pub use image::{Rgb, RgbImage};
 pub use processor::{ImageProcessor, center_crop, resize};
 pub use resize::{Filter, Kernel, resize_u8};
+pub use tiles::{Tiles, TilingProcessor};
