@@ -99,7 +99,7 @@ fn placeholders_and_media_must_match() {
     let path = scene();
     let image = Media::Image(ImageSource::File(&path));
     let run = |messages: &[Message], media: &[Media]| {
-        let mut cache = model.llm.new_cache(Some(512));
+        let mut cache = model.new_cache(Some(512));
         model
             .generate(&mut cache, messages, media, &options(), &mut |_| true)
             .unwrap_err()
@@ -133,7 +133,7 @@ fn too_many_images_for_the_context_is_an_error() {
     let Some(model) = image_model() else { return };
     let path = scene();
     let media = vec![Media::Image(ImageSource::File(&path)); 3];
-    let mut cache = model.llm.new_cache(Some(120));
+    let mut cache = model.new_cache(Some(120));
     let messages = [Message::user("<image><image><image>\nWhich differ?")];
     let err = model
         .generate(&mut cache, &messages, &media, &options(), &mut |_| true)
@@ -155,9 +155,35 @@ fn a_session_survives_bad_media_and_stray_placeholders() {
     assert!(err.to_string().contains("placeholder"), "{err}");
 
     session.attach(&scene()).unwrap();
-    session.send("What colour?", &mut |_| true).unwrap();
-    // A second turn re-reads the first image from the conversation.
-    session.send("And the shape?", &mut |_| true).unwrap();
+    let first = session.send("What colour?", &mut |_| true).unwrap();
+    // The second turn sees the first image through the KV cache: only its new positions
+    // run, and it answers as a fresh run of the whole conversation does.
+    let second = session.send("And the shape?", &mut |_| true).unwrap();
+    let s = second.stats;
+    assert!(
+        s.prefill_tokens < s.prompt_tokens - 49,
+        "{} of {} positions re-run",
+        s.prefill_tokens,
+        s.prompt_tokens
+    );
+    let path = scene();
+    let mut fresh = model.new_cache(Some(1024));
+    let messages = [
+        Message::user("<image>\nWhat colour?"),
+        Message::assistant(first.text.clone()),
+        Message::user("And the shape?"),
+    ];
+    let again = model
+        .generate(
+            &mut fresh,
+            &messages,
+            &[Media::Image(ImageSource::File(&path))],
+            &options(),
+            &mut |_| true,
+        )
+        .unwrap();
+    assert_eq!(again.tokens, second.tokens);
+    assert_eq!(again.stats.prompt_tokens, s.prompt_tokens);
     std::fs::remove_file(&bad).unwrap();
     assert!(session.attach(Path::new("/no/such/image.png")).is_err());
     session.send("How many?", &mut |_| true).unwrap();

@@ -121,33 +121,24 @@ impl MediaEncoder {
 
     /// Feature rows `(tokens, feature_dim)` and a hash of the decoded content.
     pub fn features(&self, media: &Media) -> Result<(Tensor, [u8; 32])> {
+        let (decoded, key) = self.decode(media)?;
+        Ok((self.encode(decoded)?, key))
+    }
+
+    /// Decodes a media item and hashes its content (cheap next to the encoder).
+    fn decode<'a>(&self, media: &Media<'a>) -> Result<(Decoded<'a>, [u8; 32])> {
         match (self, media) {
-            (
-                MediaEncoder::Image {
-                    net,
-                    processor,
-                    tokens,
-                },
-                Media::Image(source),
-            ) => {
+            (MediaEncoder::Image { processor, .. }, Media::Image(source)) => {
                 let rgb = processor.decode(source)?;
                 let key = Sha256::digest(rgb.as_raw()).into();
-                let pixels = processor.tensor(&[rgb], &Device::Cpu)?;
-                let out = net.forward(&pixels)?;
-                let features = match tokens {
-                    ImageTokens::Spatial => feature_tokens(&out.feature_map)?.squeeze(0)?,
-                    ImageTokens::Pooled => out.pooled,
-                };
-                Ok((features, key))
+                Ok((Decoded::Image(rgb), key))
             }
-            (MediaEncoder::Audio { whisper, pool }, Media::Audio(samples)) => {
+            (MediaEncoder::Audio { .. }, Media::Audio(samples)) => {
                 if samples.is_empty() {
                     return Err(Error::InvalidInput("the audio clip is empty".into()));
                 }
                 let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
-                let key = Sha256::digest(&bytes).into();
-                let states = whisper.encoder_states(samples)?;
-                Ok((pool_rows(&states, *pool)?, key))
+                Ok((Decoded::Audio(samples), Sha256::digest(&bytes).into()))
             }
             (encoder, media) => Err(Error::InvalidInput(format!(
                 "this model reads {}, not {}",
@@ -156,6 +147,39 @@ impl MediaEncoder {
             ))),
         }
     }
+
+    /// Runs the encoder on a decoded item.
+    fn encode(&self, decoded: Decoded) -> Result<Tensor> {
+        match (self, decoded) {
+            (
+                MediaEncoder::Image {
+                    net,
+                    processor,
+                    tokens,
+                },
+                Decoded::Image(rgb),
+            ) => {
+                let pixels = processor.tensor(&[rgb], &Device::Cpu)?;
+                let out = net.forward(&pixels)?;
+                Ok(match tokens {
+                    ImageTokens::Spatial => feature_tokens(&out.feature_map)?.squeeze(0)?,
+                    ImageTokens::Pooled => out.pooled,
+                })
+            }
+            (MediaEncoder::Audio { whisper, pool }, Decoded::Audio(samples)) => {
+                pool_rows(&whisper.encoder_states(samples)?, *pool)
+            }
+            _ => Err(Error::InvalidInput(
+                "decoded media of the wrong kind for this encoder".into(),
+            )),
+        }
+    }
+}
+
+/// A decoded media item, ready for its encoder.
+enum Decoded<'a> {
+    Image(image::RgbImage),
+    Audio(&'a [f32]),
 }
 
 fn kind_name(kind: MediaKind) -> &'static str {
@@ -288,15 +312,20 @@ impl MultimodalLlm {
     /// A media item's embeddings in the LLM's space, `(tokens, hidden)`; computed once
     /// per distinct content.
     pub fn embeddings(&self, media: &Media) -> Result<Tensor> {
-        let (features, key) = self.encoder.features(media)?;
+        Ok(self.keyed_embeddings(media)?.0)
+    }
+
+    /// [`Self::embeddings`] and the content hash they are cached under.
+    fn keyed_embeddings(&self, media: &Media) -> Result<(Tensor, [u8; 32])> {
+        let (decoded, key) = self.encoder.decode(media)?;
         if let Some(hit) = self.cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
-            return Ok(hit);
+            return Ok((hit, key));
         }
-        let tokens = self.projector.forward(&features)?;
+        let tokens = self.projector.forward(&self.encoder.encode(decoded)?)?;
         if let Ok(mut cache) = self.cache.lock() {
             cache.insert(key, tokens.clone());
         }
-        Ok(tokens)
+        Ok((tokens, key))
     }
 
     /// The messages with the model's system prompt first (unless they have one).
@@ -312,10 +341,11 @@ impl MultimodalLlm {
     }
 
     /// Answers the conversation, whose user turns hold one placeholder per item of
-    /// `media` (in order). `cache` starts empty.
+    /// `media` (in order). Only the part of the conversation not already in `cache` runs
+    /// (an empty cache runs everything).
     pub fn generate(
         &self,
-        cache: &mut KvCache,
+        cache: &mut MllmCache,
         messages: &[Message],
         media: &[Media],
         options: &GenerateOptions,
@@ -327,48 +357,78 @@ impl MultimodalLlm {
         let prompt = Interleaved::build(&self.llm, &messages, &kinds, false)?;
         let t0 = std::time::Instant::now();
         let mut rows: Vec<f32> = Vec::new();
+        let mut positions: Vec<Position> = Vec::new();
         let mut text_tokens = Vec::new();
         for segment in &prompt.segments {
             match segment {
                 Segment::Text { tokens, .. } => {
                     rows.extend(self.llm.model.embed_tokens(tokens)?);
+                    positions.extend(tokens.iter().map(|&t| Position::Token(t)));
                     text_tokens.extend_from_slice(tokens);
                 }
                 Segment::Media { index, kind } => {
-                    let embeds = self.embeddings(&media[*index]).map_err(|e| {
+                    let (embeds, key) = self.keyed_embeddings(&media[*index]).map_err(|e| {
                         Error::InvalidInput(format!("{} {}: {e}", kind_label(*kind), index + 1))
                     })?;
-                    rows.extend(
-                        embeds
-                            .to_dtype(DType::F32)?
-                            .flatten_all()?
-                            .to_vec1::<f32>()?,
-                    );
+                    let embeds = embeds.to_dtype(DType::F32)?;
+                    positions.extend((0..embeds.dim(0)?).map(|row| Position::Media(key, row)));
+                    rows.extend(embeds.flatten_all()?.to_vec1::<f32>()?);
                 }
             }
         }
-        let positions = rows.len() / self.llm.config().hidden_size;
-        if positions + 1 > cache.capacity() {
+        let total = positions.len();
+        if total + 1 > cache.kv.capacity() {
             return Err(Error::ContextOverflow {
-                tokens: positions + 1,
-                context: cache.capacity(),
+                tokens: total + 1,
+                context: cache.kv.capacity(),
             });
         }
-        let logits = self.llm.model.forward_hidden(&rows, cache)?;
+        // Reuse the cached prefix; at least the last position runs, for its logits.
+        let shared = cache
+            .fed
+            .iter()
+            .zip(&positions)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(total - 1)
+            .min(cache.kv.len());
+        cache.kv.truncate(shared);
+        cache.fed.truncate(shared);
+        let d = self.llm.config().hidden_size;
+        let logits = self
+            .llm
+            .model
+            .forward_hidden(&rows[shared * d..], &mut cache.kv)?;
         let stats = GenerationStats {
-            prompt_tokens: positions,
-            prefill_tokens: positions,
+            prompt_tokens: total,
+            prefill_tokens: total - shared,
             prefill_secs: t0.elapsed().as_secs_f64(),
             ..GenerationStats::default()
         };
-        crate::llm::decode(
+        let result = crate::llm::decode(
             &self.llm.model,
             &self.llm.tokenizer,
-            cache,
+            &mut cache.kv,
             Decoding::new(&text_tokens, logits, options),
             stats,
             on_text,
-        )
+        );
+        // Whatever happened, the cache holds a prefix of the prompt and the reply.
+        let mut fed = positions;
+        if let Ok(g) = &result {
+            fed.extend(g.tokens.iter().map(|&t| Position::Token(t)));
+        }
+        fed.truncate(cache.kv.len());
+        cache.fed = fed;
+        result
+    }
+
+    /// A KV cache of `context` positions (the LLM's own context when `None`).
+    pub fn new_cache(&self, context: Option<usize>) -> MllmCache {
+        MllmCache {
+            kv: self.llm.new_cache(context),
+            fed: Vec::new(),
+        }
     }
 
     /// Answers one question about one media item (a fresh cache of `context` positions).
@@ -384,7 +444,7 @@ impl MultimodalLlm {
         if question.is_empty() {
             return Err(Error::InvalidInput("the question is empty".into()));
         }
-        let mut cache = self.llm.new_cache(context);
+        let mut cache = self.new_cache(context);
         let placeholder = media.kind().placeholder();
         let messages = [Message::user(format!("{placeholder}\n{question}"))];
         self.generate(
@@ -428,30 +488,65 @@ impl OwnedMedia {
     }
 }
 
+/// What one cached position holds: a token, or row `usize` of a media item's
+/// embeddings (by content hash).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Position {
+    Token(u32),
+    Media([u8; 32], usize),
+}
+
+/// A KV cache and what is in it, so a conversation's next turn only runs what is new.
+pub struct MllmCache {
+    kv: KvCache,
+    fed: Vec<Position>,
+}
+
+impl MllmCache {
+    /// Positions held.
+    pub fn len(&self) -> usize {
+        self.kv.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.kv.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.kv.clear();
+        self.fed.clear();
+    }
+}
+
 /// A conversation with a [`MultimodalLlm`] in which media files can be attached to user
-/// turns. The conversation is re-run from the start each turn (media embeddings are
-/// cached by content).
+/// turns. One KV cache serves the whole conversation: each turn runs only its new
+/// positions (media embeddings are also cached by content).
 pub struct MllmSession<'m> {
     model: &'m MultimodalLlm,
+    cache: MllmCache,
     messages: Vec<Message>,
     /// Media of the conversation, in placeholder order.
     media: Vec<OwnedMedia>,
     /// Attached since the last message.
     pending: Vec<OwnedMedia>,
     options: GenerateOptions,
-    context: Option<usize>,
 }
 
 impl<'m> MllmSession<'m> {
     pub fn new(model: &'m MultimodalLlm, options: GenerateOptions, context: Option<usize>) -> Self {
         Self {
             model,
+            cache: model.new_cache(context),
             messages: Vec::new(),
             media: Vec::new(),
             pending: Vec::new(),
             options,
-            context,
         }
+    }
+
+    /// Positions of the conversation held in the KV cache.
+    pub fn cached_positions(&self) -> usize {
+        self.cache.len()
     }
 
     /// Attaches a media file (an image, or a recording for an audio model) to the next
@@ -470,6 +565,7 @@ impl<'m> MllmSession<'m> {
 
     /// Forgets the conversation and any attached media.
     pub fn reset(&mut self) {
+        self.cache.clear();
         self.messages.clear();
         self.media.clear();
         self.pending.clear();
@@ -495,10 +591,13 @@ impl<'m> MllmSession<'m> {
         self.messages.push(Message::user(format!("{prefix}{user}")));
         let all: Vec<OwnedMedia> = self.media.iter().chain(&self.pending).cloned().collect();
         let media: Vec<Media> = all.iter().map(OwnedMedia::media).collect();
-        let mut cache = self.model.llm.new_cache(self.context);
-        let result =
-            self.model
-                .generate(&mut cache, &self.messages, &media, &self.options, on_text);
+        let result = self.model.generate(
+            &mut self.cache,
+            &self.messages,
+            &media,
+            &self.options,
+            on_text,
+        );
         match &result {
             Ok(g) => {
                 self.messages.push(Message::assistant(g.text.clone()));

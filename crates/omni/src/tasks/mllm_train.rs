@@ -418,7 +418,7 @@ pub fn evaluate(
             .transpose()?;
         let media: Vec<Media> = loaded.iter().map(OwnedMedia::media).collect();
         let ask = |content: &str, media: &[Media]| -> Result<String> {
-            let mut cache = model.llm.new_cache(Some(1024));
+            let mut cache = model.new_cache(Some(1024));
             let messages = [Message::user(content.to_string())];
             Ok(model
                 .generate(&mut cache, &messages, media, &options, &mut |_| true)?
