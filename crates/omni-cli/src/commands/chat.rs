@@ -31,7 +31,7 @@ pub struct ChatArgs {
 /// A text chat or an image chat.
 enum Session<'m> {
     Text(Box<ChatSession<'m>>),
-    Media(MllmSession<'m>),
+    Media(Box<MllmSession<'m>>),
 }
 
 impl Session<'_> {
@@ -69,7 +69,11 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
                 );
             }
             (
-                Session::Media(MllmSession::new(model, options, args.model.context)),
+                Session::Media(Box::new(MllmSession::new(
+                    model,
+                    options,
+                    args.model.context,
+                ))),
                 args.mllm.clone().unwrap_or_default(),
             )
         }
