@@ -8,9 +8,11 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use candle_core::{DType, Device};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use omni::llm::{GenerateOptions, Llm, LoadOptions, Message, SamplingParams};
+use omni::llm::{
+    DenseLlama, GenerateOptions, GgufFile, Llm, LoadOptions, LoraConfig, Message, SamplingParams,
+};
 use omni::modality::image::ImageSource;
 use omni::projector::{Projector, ProjectorConfig, ProjectorKind};
 use omni::tasks::mllm::{
@@ -42,7 +44,7 @@ fn build(modality: Modality) -> Option<MultimodalLlm> {
         system: Some("Answer with one word.".into()),
         training: serde_json::Value::Null,
     };
-    Some(MultimodalLlm::from_parts(llm, encoder, projector, info).unwrap())
+    Some(MultimodalLlm::from_parts(llm, encoder, projector, None, info).unwrap())
 }
 
 fn image_model() -> Option<&'static MultimodalLlm> {
@@ -230,4 +232,115 @@ fn spoken_sentences_are_written_with_espeak() {
     assert!(samples.len() > 16_000, "{}", samples.len());
     assert_eq!(test.records[0].kind.as_deref(), Some("transcript"));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Last-position logits of `tokens` through the quantized model.
+fn quantized_logits(llm: &Llm, tokens: &[u32]) -> Vec<f32> {
+    let mut cache = llm.new_cache(Some(64));
+    let embeds = llm.model.embed_tokens(tokens).unwrap();
+    llm.model.forward_hidden(&embeds, &mut cache).unwrap()
+}
+
+/// Last-position logits of `tokens` through the dense (training) model.
+fn dense_logits(dense: &DenseLlama, tokens: &[u32]) -> Vec<f32> {
+    let x = dense.embed_tokens(tokens).unwrap().unsqueeze(0).unwrap();
+    let hidden = dense.forward_embeds(&x).unwrap().squeeze(0).unwrap();
+    let last = hidden.narrow(0, tokens.len() - 1, 1).unwrap();
+    dense
+        .logits(&last)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap()
+}
+
+fn norm(v: &[f32]) -> f32 {
+    v.iter().map(|x| x * x).sum::<f32>().sqrt()
+}
+
+#[test]
+fn merged_lora_changes_the_quantized_llm_as_training_saw_it() {
+    let Some(dir) = common::model_dir("smollm2-135m-instruct", "SmolLM2-135M-Instruct.Q4_1.gguf")
+    else {
+        return;
+    };
+    let path = omni::llm::find_gguf(&dir).unwrap();
+    let mut llm = Llm::load(&path, &LoadOptions::default()).unwrap();
+    let mut dense = {
+        let mut gguf = GgufFile::open(&path).unwrap();
+        DenseLlama::from_gguf(&mut gguf, llm.config().clone(), DType::F32).unwrap()
+    };
+    let tokens = llm
+        .tokenizer
+        .encode("The capital of France is", true, false)
+        .unwrap();
+    let d0 = dense_logits(&dense, &tokens);
+    let original = quantized_logits(&llm, &tokens);
+
+    // An adapter with non-zero B on three layer kinds of every block.
+    let config = LoraConfig {
+        rank: 4,
+        alpha: 8.0,
+        targets: vec!["attn_q".into(), "attn_v".into(), "ffn_down".into()],
+    };
+    let vars = VarMap::new();
+    dense
+        .add_lora(
+            &config,
+            &VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu),
+        )
+        .unwrap();
+    // The same layers merged with B = 0: re-quantized to Q8_0, unchanged otherwise.
+    let zero = dense.lora_weights(&config).unwrap().unwrap();
+    let mut requantized = Llm::load(&path, &LoadOptions::default()).unwrap();
+    requantized.model.merge_lora(&zero).unwrap();
+    let q0 = quantized_logits(&requantized, &tokens);
+    let noise: Vec<f32> = q0.iter().zip(&original).map(|(a, b)| a - b).collect();
+    let noise = norm(&noise);
+    let mut seed = 7u64;
+    for (name, var) in vars.data().lock().unwrap().iter() {
+        if name.ends_with("lora_b") {
+            // Uniform in ±0.5 (a strong adapter, so its effect stands above the
+            // re-quantization noise), from a fixed LCG.
+            let values: Vec<f32> = (0..var.elem_count())
+                .map(|_| {
+                    seed = seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+                })
+                .collect();
+            var.set(&Tensor::from_vec(values, var.shape(), &Device::Cpu).unwrap())
+                .unwrap();
+        }
+    }
+    let lora = dense.lora_weights(&config).unwrap().unwrap();
+    llm.model.merge_lora(&lora).unwrap();
+    let (q1, d1) = (
+        quantized_logits(&llm, &tokens),
+        dense_logits(&dense, &tokens),
+    );
+
+    // The adapter's effect on the logits is the same through the merged Q8_0 weights as
+    // through the dense A/B path, up to re-quantization noise (measured above with B = 0).
+    let dq: Vec<f32> = q1.iter().zip(&q0).map(|(a, b)| a - b).collect();
+    let dd: Vec<f32> = d1.iter().zip(&d0).map(|(a, b)| a - b).collect();
+    let gap: Vec<f32> = dq.iter().zip(&dd).map(|(a, b)| a - b).collect();
+    let (effect, gap) = (norm(&dd), norm(&gap));
+    assert!(effect > 5.0 * noise, "effect {effect}, noise {noise}");
+    assert!(
+        gap < 3.0 * noise,
+        "merged vs dense: {gap} apart, noise {noise}"
+    );
+
+    let bad = LoraConfig {
+        targets: vec!["attn_z".into()],
+        ..config
+    };
+    let err = omni::llm::LoraWeights {
+        config: bad,
+        tensors: Default::default(),
+    };
+    assert!(llm.model.merge_lora(&err).is_err());
 }

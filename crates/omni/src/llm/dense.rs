@@ -14,6 +14,7 @@ use candle_core::{CpuStorage, CustomOp1, D, DType, Device, Layout, Shape, Tensor
 
 use super::config::{LlmConfig, RopeStyle};
 use super::gguf::GgufFile;
+use super::lora::{LoraConfig, LoraWeights};
 use crate::{Error, Result};
 
 /// `y = x·Wᵀ` for a weight that does not train: the backward pass returns `∂L/∂x` only.
@@ -61,12 +62,22 @@ impl CustomOp1 for FrozenMatmul {
     }
 }
 
-/// A linear layer of the decoder; trains only if its weight is a variable.
+/// A linear layer of the decoder; trains only if its weight is a variable (or through
+/// its LoRA adapter).
 #[derive(Debug, Clone)]
 struct DenseLinear {
     /// (out, in)
     weight: Tensor,
     bias: Option<Tensor>,
+    lora: Option<Lora>,
+}
+
+/// `A` (r, in), `B` (out, r) (as created: f32 variables when training) and `α / r`.
+#[derive(Debug, Clone)]
+struct Lora {
+    a: Tensor,
+    b: Tensor,
+    scale: f64,
 }
 
 impl DenseLinear {
@@ -85,6 +96,14 @@ impl DenseLinear {
             x2.apply_op1(FrozenMatmul {
                 weight: self.weight.clone(),
             })?
+        };
+        let y = match &self.lora {
+            Some(l) => {
+                // The variables themselves (f32), so optimizer updates are seen.
+                let (a, b) = (l.a.to_dtype(x2.dtype())?, l.b.to_dtype(x2.dtype())?);
+                (y + (x2.matmul(&a.t()?)?.matmul(&b.t()?)? * l.scale)?)?
+            }
+            None => y,
         };
         let mut out_dims = lead.to_vec();
         out_dims.push(self.weight.dim(0)?);
@@ -107,6 +126,43 @@ struct DenseBlock {
     gate: DenseLinear,
     up: DenseLinear,
     down: DenseLinear,
+}
+
+impl DenseBlock {
+    /// The linear layer with GGUF name `target` (`attn_q`, `ffn_up`, …).
+    fn layer(&self, target: &str) -> Result<&DenseLinear> {
+        Ok(match target {
+            "attn_q" => &self.q,
+            "attn_k" => &self.k,
+            "attn_v" => &self.v,
+            "attn_output" => &self.o,
+            "ffn_gate" => &self.gate,
+            "ffn_up" => &self.up,
+            "ffn_down" => &self.down,
+            other => {
+                return Err(Error::InvalidInput(format!(
+                    "no layer `{other}` in a block"
+                )));
+            }
+        })
+    }
+
+    fn layer_mut(&mut self, target: &str) -> Result<&mut DenseLinear> {
+        Ok(match target {
+            "attn_q" => &mut self.q,
+            "attn_k" => &mut self.k,
+            "attn_v" => &mut self.v,
+            "attn_output" => &mut self.o,
+            "ffn_gate" => &mut self.gate,
+            "ffn_up" => &mut self.up,
+            "ffn_down" => &mut self.down,
+            other => {
+                return Err(Error::InvalidInput(format!(
+                    "no layer `{other}` in a block"
+                )));
+            }
+        })
+    }
 }
 
 /// A LLaMA / Qwen2 decoder over candle tensors.
@@ -227,6 +283,53 @@ impl DenseLlama {
         &self.config
     }
 
+    /// Wraps the `config.targets` layers of every block in LoRA adapters whose `A` and
+    /// `B` are created under `vb` (variables, when `vb` is backed by a `VarMap`), named
+    /// as in [`LoraConfig::names`]. `A` starts random (±1/√in), `B` at zero.
+    pub fn add_lora(&mut self, config: &LoraConfig, vb: &candle_nn::VarBuilder) -> Result<()> {
+        config.validate()?;
+        let scale = config.scale();
+        for (i, block) in self.blocks.iter_mut().enumerate() {
+            for target in &config.targets {
+                let layer = block.layer_mut(target)?;
+                let (out, inp) = layer.weight.dims2()?;
+                let (a, b) = LoraConfig::names(i, target);
+                let bound = (inp as f64).powf(-0.5);
+                layer.lora = Some(Lora {
+                    a: vb.get_with_hints(
+                        (config.rank, inp),
+                        &a,
+                        candle_nn::Init::Uniform {
+                            lo: -bound,
+                            up: bound,
+                        },
+                    )?,
+                    b: vb.get_with_hints((out, config.rank), &b, candle_nn::Init::Const(0.0))?,
+                    scale,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The current values of the LoRA adapters (`None` without adapters).
+    pub fn lora_weights(&self, config: &LoraConfig) -> Result<Option<LoraWeights>> {
+        let mut tensors = std::collections::HashMap::new();
+        for (i, block) in self.blocks.iter().enumerate() {
+            for target in &config.targets {
+                if let Some(l) = &block.layer(target)?.lora {
+                    let (a, b) = LoraConfig::names(i, target);
+                    tensors.insert(a, l.a.to_dtype(DType::F32)?.detach());
+                    tensors.insert(b, l.b.to_dtype(DType::F32)?.detach());
+                }
+            }
+        }
+        Ok((!tensors.is_empty()).then(|| LoraWeights {
+            config: config.clone(),
+            tensors,
+        }))
+    }
+
     /// The dtype of the weights and activations.
     pub fn dtype(&self) -> DType {
         self.dtype
@@ -272,6 +375,7 @@ impl DenseLlama {
         let head = DenseLinear {
             weight: self.lm_head.as_ref().unwrap_or(&self.embed).clone(),
             bias: None,
+            lora: None,
         };
         head.forward(hidden)
     }
@@ -378,6 +482,7 @@ fn dense_linear(
             true => Some(tensor(&format!("{name}.bias"), &[out])?),
             false => None,
         },
+        lora: None,
     })
 }
 

@@ -20,6 +20,7 @@ pub(crate) mod dense;
 mod generate;
 mod gguf;
 mod kv_cache;
+mod lora;
 mod model;
 mod pool;
 mod quant;
@@ -40,6 +41,7 @@ pub use generate::{
 };
 pub use gguf::{GgufFile, Metadata};
 pub use kv_cache::KvCache;
+pub use lora::{LORA_TARGETS, LoraConfig, LoraWeights};
 pub use model::LlamaModel;
 pub use pool::{num_threads, set_num_threads};
 pub use sampling::{Sampler, SamplingParams, argmax};

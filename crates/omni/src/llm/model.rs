@@ -18,6 +18,7 @@ use super::attention::{AttnShape, attention};
 use super::config::{LlmConfig, RopeStyle};
 use super::gguf::GgufFile;
 use super::kv_cache::KvCache;
+use super::lora::LoraWeights;
 use super::quant::{QActs, QLinear, matmul_many};
 use super::vec;
 use crate::{Error, Result};
@@ -121,6 +122,38 @@ impl LlamaModel {
 
     pub fn config(&self) -> &LlmConfig {
         &self.config
+    }
+
+    /// Folds trained LoRA adapters into the weights (`W + (α / r) B A`, each changed
+    /// layer re-quantized to Q8_0).
+    pub fn merge_lora(&mut self, lora: &LoraWeights) -> Result<()> {
+        lora.config.validate()?;
+        for (i, block) in self.blocks.iter_mut().enumerate() {
+            for target in &lora.config.targets {
+                let Some(delta) = lora.delta(i, target)? else {
+                    continue;
+                };
+                let layer = match target.as_str() {
+                    "attn_q" => &mut block.wq,
+                    "attn_k" => &mut block.wk,
+                    "attn_v" => &mut block.wv,
+                    "attn_output" => &mut block.wo,
+                    "ffn_gate" => &mut block.gate,
+                    "ffn_up" => &mut block.up,
+                    _ => &mut block.down,
+                };
+                if delta.dims() != [layer.n(), layer.k()] {
+                    return Err(Error::InvalidInput(format!(
+                        "the LoRA adapter of blk.{i}.{target} is {:?}, the layer [{}, {}]",
+                        delta.dims(),
+                        layer.n(),
+                        layer.k()
+                    )));
+                }
+                *layer = layer.add(&delta)?;
+            }
+        }
+        Ok(())
     }
 
     /// Token embeddings, `tokens.len() × hidden_size`.

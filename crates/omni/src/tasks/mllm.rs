@@ -4,7 +4,9 @@
 //! stages end to end: modality → encoder → projector → LLM → text.
 //!
 //! A model directory holds `mllm.json` ([`MllmInfo`]: the LLM, the modality and its
-//! encoder settings, the system prompt), `projector.json` and `model.safetensors`.
+//! encoder settings, the system prompt), `projector.json` and `model.safetensors`, and,
+//! when stage 2 trained them, the LLM's LoRA adapters (`lora.json`, `lora.safetensors`),
+//! merged into the LLM's weights at load.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -18,7 +20,9 @@ use super::interleave::{Interleaved, MediaKind, Segment};
 use super::search_space::{efficientnet_processor, load_efficientnet};
 use crate::encoder::efficientnet::{EfficientNet, feature_tokens};
 use crate::encoder::whisper::Whisper;
-use crate::llm::{Decoding, GenerateOptions, Generation, GenerationStats, KvCache, Llm, Message};
+use crate::llm::{
+    Decoding, GenerateOptions, Generation, GenerationStats, KvCache, Llm, LoraWeights, Message,
+};
 use crate::modality::image::{ImageProcessor, ImageSource};
 use crate::projector::Projector;
 use crate::{Error, Result};
@@ -232,6 +236,8 @@ pub struct MultimodalLlm {
     pub llm: Llm,
     encoder: MediaEncoder,
     projector: Projector,
+    /// LoRA adapters merged into the LLM's weights (stage 2), kept for export.
+    lora: Option<LoraWeights>,
     info: MllmInfo,
     /// Projected media tokens by content hash.
     cache: Mutex<HashMap<[u8; 32], Tensor>>,
@@ -247,15 +253,17 @@ impl MultimodalLlm {
         )?;
         let projector = Projector::load(dir, &Device::Cpu)?;
         let encoder = MediaEncoder::load(&info.modality)?;
-        Self::from_parts(llm, encoder, projector, info)
+        let lora = LoraWeights::load(dir)?;
+        Self::from_parts(llm, encoder, projector, lora, info)
     }
 
     /// Puts loaded parts together; the projector must map the encoder's width to the
     /// LLM's.
     pub fn from_parts(
-        llm: Llm,
+        mut llm: Llm,
         encoder: MediaEncoder,
         projector: Projector,
+        lora: Option<LoraWeights>,
         info: MllmInfo,
     ) -> Result<Self> {
         let c = projector.config();
@@ -279,10 +287,14 @@ impl MultimodalLlm {
                 });
             }
         }
+        if let Some(lora) = &lora {
+            llm.model.merge_lora(lora)?;
+        }
         Ok(Self {
             llm,
             encoder,
             projector,
+            lora,
             info,
             cache: Mutex::new(HashMap::new()),
         })
@@ -294,6 +306,11 @@ impl MultimodalLlm {
 
     pub fn projector(&self) -> &Projector {
         &self.projector
+    }
+
+    /// The LoRA adapters merged into the LLM, if the model has any.
+    pub fn lora(&self) -> Option<&LoraWeights> {
+        self.lora.as_ref()
     }
 
     /// The Whisper model of an audio model (its encoder; its decoder is the baseline).

@@ -302,7 +302,7 @@ pub fn train_mllm(
     let checkpoints = Checkpoints::open(home.join("runs").join(&recipe.name))?;
     let started = std::time::Instant::now();
     let mut steps_run = 0usize;
-    let Some((projector, losses)) = train_projector(
+    let Some(trained) = train_projector(
         &recipe.training,
         &dense,
         encoder.feature_dim(),
@@ -325,8 +325,8 @@ pub fn train_mllm(
         system: recipe.system.clone(),
         training: serde_json::Value::Null,
     };
-    let model = MultimodalLlm::from_parts(llm, encoder, projector, info)?;
-    let mut report = evaluate(&model, &eval_records, losses, progress)?;
+    let model = MultimodalLlm::from_parts(llm, encoder, trained.projector, trained.lora, info)?;
+    let mut report = evaluate(&model, &eval_records, trained.losses, progress)?;
     report.seconds_per_step = seconds_per_step;
     let dir = crate::models::Store::open()?.model_dir(&recipe.name);
     export(&dir, &model, recipe, &report)?;
@@ -497,6 +497,9 @@ fn export(
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
     model.projector().save(&tmp)?;
+    if let Some(lora) = model.lora() {
+        lora.save(&tmp)?;
+    }
     let info = MllmInfo {
         training: serde_json::json!({ "recipe": recipe, "evaluation": report }),
         ..model.info().clone()

@@ -274,6 +274,10 @@ pub(crate) fn seeded_init(vars: &VarMap, seed: u64) -> Result<()> {
             None if t.rank() == 2 => Some(t.dim(1)?),
             None => None,
         };
+        // LoRA's B starts at zero, so training starts from the unchanged LLM.
+        if name.ends_with("lora_b") {
+            continue;
+        }
         let Some(fan_in) = fan_in else { continue };
         let bound = 1.0 / (fan_in as f32).sqrt();
         let values: Vec<f32> = (0..t.elem_count())

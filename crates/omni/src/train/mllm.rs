@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::align::{seeded_init, set_vars, var_tensors};
 use super::{AdamW, AdamWConfig, Checkpoints, LrSchedule, grad_norm};
 use crate::llm::DenseLlama;
+use crate::llm::{LoraConfig, LoraWeights};
 use crate::projector::{Projector, ProjectorConfig, ProjectorKind};
 use crate::tasks::interleave::{Interleaved, Segment};
 use crate::{Error, Result};
@@ -32,6 +33,8 @@ pub struct ProjectorTraining {
     pub queries: Option<usize>,
     pub layers: Option<usize>,
     pub heads: Option<usize>,
+    /// Also train LoRA adapters on the LLM (stage 2); the LLM stays frozen otherwise.
+    pub lora: Option<LoraConfig>,
     pub steps: usize,
     /// Conversations per micro-batch.
     pub batch_size: usize,
@@ -54,6 +57,7 @@ impl Default for ProjectorTraining {
             queries: None,
             layers: None,
             heads: None,
+            lora: None,
             steps: 300,
             batch_size: 4,
             grad_accum: 1,
@@ -172,10 +176,20 @@ pub fn batch_loss(
     Ok(candle_nn::loss::cross_entropy(&logits, &labels)?)
 }
 
+/// What a finished run made.
+pub struct Trained {
+    pub projector: Projector,
+    /// The LLM's adapters, when the run trained some.
+    pub lora: Option<LoraWeights>,
+    /// The loss of every step.
+    pub losses: Vec<f32>,
+}
+
 /// Trains (or resumes, from the newest checkpoint) a projector from `input_dim`
-/// features into `llm`'s embedding space. `init` starts from given weights (stage 2
-/// from stage 1). `progress` is called after every step; `false` saves and stops,
-/// returning `None` (call again to resume).
+/// features into `llm`'s embedding space, and LoRA adapters on `llm` if `config.lora`
+/// asks. `init` starts the projector from given weights (stage 2 from stage 1).
+/// `progress` is called after every step; `false` saves and stops, returning `None`
+/// (call again to resume).
 pub fn train_projector(
     config: &ProjectorTraining,
     llm: &DenseLlama,
@@ -184,7 +198,7 @@ pub fn train_projector(
     init: Option<&HashMap<String, Tensor>>,
     checkpoints: &Checkpoints,
     progress: &mut dyn FnMut(StepProgress) -> bool,
-) -> Result<Option<(Projector, Vec<f32>)>> {
+) -> Result<Option<Trained>> {
     if samples.is_empty() {
         return Err(Error::InvalidInput("no training conversations".into()));
     }
@@ -209,6 +223,14 @@ pub fn train_projector(
         projector_config.clone(),
         VarBuilder::from_varmap(&vars, DType::F32, &device),
     )?;
+    let mut llm = llm.clone();
+    if let Some(lora) = &config.lora {
+        llm.add_lora(
+            lora,
+            &VarBuilder::from_varmap(&vars, DType::F32, &device).pp("lora"),
+        )?;
+    }
+    let llm = &llm;
     seeded_init(&vars, config.seed)?;
     if let Some(weights) = init {
         set_vars(&vars, weights)?;
@@ -324,7 +346,15 @@ pub fn train_projector(
             return Ok(None);
         }
     }
-    Ok(Some((projector, losses)))
+    let lora = match &config.lora {
+        Some(lora) => llm.lora_weights(lora)?,
+        None => None,
+    };
+    Ok(Some(Trained {
+        projector,
+        lora,
+        losses,
+    }))
 }
 
 #[cfg(test)]
@@ -391,14 +421,14 @@ mod tests {
     }
 
     fn train(checkpoints: &Checkpoints, stop_at: Option<usize>) -> Option<(Projector, Vec<f32>)> {
-        train_with(&config(), checkpoints, stop_at)
+        train_with(&config(), checkpoints, stop_at).map(|t| (t.projector, t.losses))
     }
 
     fn train_with(
         config: &ProjectorTraining,
         checkpoints: &Checkpoints,
         stop_at: Option<usize>,
-    ) -> Option<(Projector, Vec<f32>)> {
+    ) -> Option<Trained> {
         let model = tiny_model(RopeStyle::Neox);
         train_projector(config, &model, 5, &samples(), None, checkpoints, &mut |p| {
             Some(p.step) != stop_at
@@ -434,14 +464,59 @@ mod tests {
             ..config()
         };
         let a = run_dir("resampler-a");
-        let (projector, losses) = train_with(&config, &a, None).unwrap();
+        let Trained {
+            projector, losses, ..
+        } = train_with(&config, &a, None).unwrap();
         assert!(losses.last() < losses.first(), "{losses:?}");
         let b = run_dir("resampler-b");
-        assert_eq!(train_with(&config, &b, None).unwrap().1, losses);
+        assert_eq!(train_with(&config, &b, None).unwrap().losses, losses);
         // 3 feature rows in, 2 tokens out.
         let out = projector.forward(&samples()[0].media[0]).unwrap();
         assert_eq!(out.dims(), &[2, projector.config().output_dim]);
         for dir in [a, b] {
+            std::fs::remove_dir_all(dir.dir()).unwrap();
+        }
+    }
+
+    #[test]
+    fn lora_adapters_train_with_the_projector_and_resume_exactly() {
+        let config = ProjectorTraining {
+            lora: Some(LoraConfig {
+                rank: 2,
+                alpha: 4.0,
+                targets: vec!["attn_q".into(), "attn_v".into(), "ffn_down".into()],
+            }),
+            ..config()
+        };
+        let a = run_dir("lora-a");
+        let trained = train_with(&config, &a, None).unwrap();
+        let plain = run_dir("lora-plain");
+        let without = train(&plain, None).unwrap().1;
+        assert_ne!(trained.losses, without, "the adapters change the run");
+        // B left zero would mean no training reached the adapters.
+        let lora = trained.lora.unwrap();
+        let (_, b) = LoraConfig::names(0, "attn_v");
+        let b_norm: f32 = lora.tensors[&b]
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert!(b_norm > 0.0);
+        assert_eq!(
+            lora.tensors.len(),
+            2 * 3 * 2,
+            "A and B × 3 layers × 2 blocks"
+        );
+
+        let c = run_dir("lora-c");
+        assert!(train_with(&config, &c, Some(3)).is_none());
+        assert_eq!(
+            train_with(&config, &c, None).unwrap().losses,
+            trained.losses
+        );
+        for dir in [a, plain, c] {
             std::fs::remove_dir_all(dir.dir()).unwrap();
         }
     }

@@ -102,6 +102,21 @@ impl QLinear {
         Ok(())
     }
 
+    /// The whole weight as f32 `(n, k)`.
+    pub(crate) fn dequantize(&self) -> Result<Tensor> {
+        let (n, k) = (self.n(), self.k());
+        let ids: Vec<u32> = (0..n as u32).collect();
+        let mut out = vec![0f32; n * k];
+        self.rows(&ids, &mut out)?;
+        Ok(Tensor::from_vec(out, (n, k), &Device::Cpu)?)
+    }
+
+    /// `weight + delta` re-quantized to Q8_0 (a merged LoRA adapter).
+    pub(crate) fn add(&self, delta: &Tensor) -> Result<Self> {
+        let merged = (self.dequantize()? + delta)?;
+        Self::from_qtensor(QTensor::quantize(&merged, GgmlDType::Q8_0)?)
+    }
+
     fn is_packed(&self) -> bool {
         !matches!(self, Self::Candle { .. })
     }
@@ -199,6 +214,65 @@ fn run_tile(
             QLinear::Q4_1(w) => kernels::gemv_q4_1(w, rows.clone(), &acts.row(i), dst),
             QLinear::Q8_0(w) => kernels::gemv_q8_0(w, rows.clone(), &acts.row(i), dst),
             QLinear::Candle { .. } => unreachable!("packed weights only"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    }
+
+    #[test]
+    fn dequantized_and_merged_weights_keep_their_values() {
+        let w = Tensor::randn(0f32, 1.0, (48, 96), &Device::Cpu).unwrap();
+        for dtype in [GgmlDType::Q4_1, GgmlDType::Q8_0] {
+            let q = QTensor::quantize(&w, dtype).unwrap();
+            let reference = q.dequantize(&Device::Cpu).unwrap();
+            let linear = QLinear::from_qtensor(q).unwrap();
+            assert!(linear.is_packed());
+            let ours = linear.dequantize().unwrap();
+            assert_eq!(max_diff(&ours, &reference), 0.0, "{dtype:?}");
+            // Adding a change re-quantizes to Q8_0: close to the exact sum.
+            let delta = Tensor::randn(0f32, 0.1, (48, 96), &Device::Cpu).unwrap();
+            let merged = linear.add(&delta).unwrap().dequantize().unwrap();
+            let exact = (reference + delta).unwrap();
+            let diff = max_diff(&merged, &exact);
+            assert!(diff < 0.05, "{dtype:?}: {diff}");
+        }
+    }
+
+    #[test]
+    fn mixed_weight_types_multiply_together() {
+        let x = Tensor::randn(0f32, 1.0, (5, 96), &Device::Cpu).unwrap();
+        let w4 = Tensor::randn(0f32, 1.0, (48, 96), &Device::Cpu).unwrap();
+        let w8 = Tensor::randn(0f32, 1.0, (40, 96), &Device::Cpu).unwrap();
+        let q4 = QLinear::from_qtensor(QTensor::quantize(&w4, GgmlDType::Q4_1).unwrap()).unwrap();
+        let q8 = QLinear::from_qtensor(QTensor::quantize(&w8, GgmlDType::Q8_0).unwrap()).unwrap();
+        for m in [1, 5] {
+            let xm = x.narrow(0, 0, m).unwrap();
+            let xs: Vec<f32> = xm.flatten_all().unwrap().to_vec1().unwrap();
+            let (mut o4, mut o8) = (vec![0f32; m * 48], vec![0f32; m * 40]);
+            let mut acts = QActs::default();
+            matmul_many(&[&q4, &q8], &xs, m, &mut acts, &mut [&mut o4, &mut o8]).unwrap();
+            for (q, out, n) in [(&q4, o4, 48), (&q8, o8, 40)] {
+                let want = xm.matmul(&q.dequantize().unwrap().t().unwrap()).unwrap();
+                let got = Tensor::from_vec(out, (m, n), &Device::Cpu).unwrap();
+                let diff = max_diff(&got, &want);
+                assert!(diff < 0.5, "m = {m}, n = {n}: {diff}");
+            }
         }
     }
 }
