@@ -157,18 +157,27 @@ fn mllm(args: MllmArgs) -> anyhow::Result<()> {
         }
     };
     let start = Instant::now();
+    let mut held_out = None;
     let result = train_mllm(&recipe, &mut |stage| {
         let (key, len, pos, msg) = match stage {
             MllmStage::Features { done, total } => ("encoding media", total, done, String::new()),
-            MllmStage::Train(p) => (
-                "training",
-                p.steps,
-                p.step,
-                format!(
-                    "loss {:.4} grad norm {:.3} lr {:.2e}",
-                    p.loss, p.grad_norm, p.lr
-                ),
-            ),
+            MllmStage::Train(p) => {
+                held_out = p.eval_loss.or(held_out);
+                (
+                    "training",
+                    p.steps,
+                    p.step,
+                    format!(
+                        "loss {:.4} grad norm {:.3} lr {:.2e}{}",
+                        p.loss,
+                        p.grad_norm,
+                        p.lr,
+                        held_out
+                            .map(|l| format!(" held-out loss {l:.4}"))
+                            .unwrap_or_default()
+                    ),
+                )
+            }
             MllmStage::Eval { done, total } => ("evaluating", total, done, String::new()),
         };
         bars.update(key, len, pos, msg);

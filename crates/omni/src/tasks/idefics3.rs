@@ -20,11 +20,10 @@ use tokenizers::Tokenizer;
 use crate::encoder::siglip::{SiglipVisionConfig, SiglipVisionTransformer};
 use crate::llm::{DenseLlama, LlmConfig};
 use crate::modality::image::{ImageSource, TilingProcessor};
+use crate::tasks::interleave::IMAGE_TOKEN;
 use crate::tasks::llava::{greedy, logits_with_features};
 use crate::{Error, Result};
 
-/// The placeholder a prompt holds for each image.
-pub const IMAGE_PLACEHOLDER: &str = "<image>";
 const FAKE_TOKEN: &str = "<fake_token_around_image>";
 const GLOBAL_TOKEN: &str = "<global-img>";
 
@@ -95,7 +94,7 @@ impl Idefics3 {
         let tokenizer_path = dir.join("tokenizer.json");
         let tokenizer = Tokenizer::from_file(&tokenizer_path)
             .map_err(|e| Error::model_file(&tokenizer_path, e.to_string()))?;
-        for token in [IMAGE_PLACEHOLDER, FAKE_TOKEN, GLOBAL_TOKEN] {
+        for token in [IMAGE_TOKEN, FAKE_TOKEN, GLOBAL_TOKEN] {
             if tokenizer.token_to_id(token).is_none() {
                 return Err(Error::model_file(
                     &tokenizer_path,
@@ -126,10 +125,10 @@ impl Idefics3 {
     /// Expands each `<image>` of `text` to its image's tile layout, tokenizes the result
     /// (with the tokenizer's special tokens, e.g. BOS) and preprocesses the images.
     pub fn prompt(&self, text: &str, images: &[ImageSource]) -> Result<Prompt> {
-        let parts: Vec<&str> = text.split(IMAGE_PLACEHOLDER).collect();
+        let parts: Vec<&str> = text.split(IMAGE_TOKEN).collect();
         if parts.len() - 1 != images.len() {
             return Err(Error::InvalidInput(format!(
-                "the prompt has {} `{IMAGE_PLACEHOLDER}` placeholders but {} images were given",
+                "the prompt has {} `{IMAGE_TOKEN}` placeholders but {} images were given",
                 parts.len() - 1,
                 images.len()
             )));
@@ -188,7 +187,7 @@ impl Idefics3 {
 /// The text an image's placeholder becomes: per tile, a fake token, its row/column tag
 /// and its tokens (a newline after each row), then the global view between fake tokens.
 fn image_prompt(rows: usize, cols: usize, tokens: usize) -> String {
-    let images = IMAGE_PLACEHOLDER.repeat(tokens);
+    let images = IMAGE_TOKEN.repeat(tokens);
     let global = format!("{FAKE_TOKEN}{GLOBAL_TOKEN}{images}{FAKE_TOKEN}");
     if rows == 0 && cols == 0 {
         return global;

@@ -7,8 +7,12 @@
 //! them only (LLaVA's recipe).
 
 use crate::llm::{Llm, Message};
-use crate::train::manifest::{AUDIO_TOKEN, IMAGE_TOKEN};
 use crate::{Error, Result};
+
+/// The placeholder of an image in a turn.
+pub const IMAGE_TOKEN: &str = "<image>";
+/// The placeholder of an audio clip in a turn.
+pub const AUDIO_TOKEN: &str = "<audio>";
 
 /// The kind of media a placeholder stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,7 +17,9 @@ use crate::llm::{
 };
 use crate::train::Checkpoints;
 use crate::train::manifest::{AUDIO_TOKEN, IMAGE_TOKEN, Manifest, Record};
-use crate::train::mllm::{ProjectorTraining, StepProgress, TrainSample, train_projector};
+use crate::train::mllm::{
+    ProjectorTraining, StepProgress, TrainData, TrainSample, train_projector,
+};
 use crate::train::synth::{SynthSizes, write_scenes};
 use crate::{Error, Result};
 
@@ -70,6 +72,9 @@ impl Default for MllmRecipe {
         }
     }
 }
+
+/// Held-out conversations whose loss a run tracks (`eval_every`).
+const HELD_OUT_LOSS_RECORDS: usize = 32;
 
 /// Scenes of the default recipe: seed 0, 2,000 training and 300 test images.
 pub const DEFAULT_SCENES: SynthSizes = SynthSizes {
@@ -151,6 +156,8 @@ pub struct MllmReport {
     /// Some answers, for a look.
     pub examples: Vec<(String, String, String)>,
     pub losses: Vec<f32>,
+    /// `(step, loss)` on held-out conversations during training.
+    pub eval_losses: Vec<(usize, f32)>,
     /// Wall time per optimizer step of this run (resumed runs: of the steps run).
     pub seconds_per_step: f64,
 }
@@ -238,16 +245,13 @@ pub fn train_mllm(
     };
     let kind = recipe.modality.media_kind();
     let train = Manifest::read_all(&recipe.train)?;
-    let mut records: Vec<&Record> = train
-        .records
-        .iter()
-        .filter(|r| {
-            recipe
-                .kinds
-                .as_ref()
-                .is_none_or(|k| r.kind.as_ref().is_some_and(|rk| k.contains(rk)))
-        })
-        .collect();
+    let of_wanted_kind = |r: &&Record| {
+        recipe
+            .kinds
+            .as_ref()
+            .is_none_or(|k| r.kind.as_ref().is_some_and(|rk| k.contains(rk)))
+    };
+    let mut records: Vec<&Record> = train.records.iter().filter(of_wanted_kind).collect();
     records.truncate(recipe.train_records.unwrap_or(usize::MAX));
     if let Some(other) = records
         .iter()
@@ -260,10 +264,20 @@ pub fn train_mllm(
     }
     let eval = Manifest::read_all(&recipe.eval)?;
     let eval_records = spread_over_kinds(&eval.records, recipe.eval_records);
+    // The held-out conversations (of the kinds trained on) whose loss the run tracks.
+    let trained_kinds: Vec<Record> = eval
+        .records
+        .iter()
+        .filter(of_wanted_kind)
+        .cloned()
+        .collect();
+    let loss_records = spread_over_kinds(&trained_kinds, HELD_OUT_LOSS_RECORDS);
 
     let encoder = MediaEncoder::load(&recipe.modality)?;
     let mut wanted: Vec<&str> = records
         .iter()
+        .copied()
+        .chain(&loss_records)
         .filter_map(|r| record_media(r).map(|(_, path)| path))
         .collect();
     wanted.sort();
@@ -281,18 +295,23 @@ pub fn train_mllm(
         });
     }
     let system = recipe.system.as_deref();
+    let sample = |r: &Record| -> Result<TrainSample> {
+        let media: Vec<Tensor> = record_media(r)
+            .map(|(_, path)| features[path].clone())
+            .into_iter()
+            .collect();
+        let kinds = vec![kind; media.len()];
+        let prompt = Interleaved::build(&llm, &record_messages(r, system), &kinds, true)
+            .map_err(|e| Error::InvalidInput(format!("record `{}`: {e}", r.id)))?;
+        Ok(TrainSample { prompt, media })
+    };
     let samples = records
         .iter()
-        .map(|r| {
-            let media: Vec<Tensor> = record_media(r)
-                .map(|(_, path)| features[path].clone())
-                .into_iter()
-                .collect();
-            let kinds = vec![kind; media.len()];
-            let prompt = Interleaved::build(&llm, &record_messages(r, system), &kinds, true)
-                .map_err(|e| Error::InvalidInput(format!("record `{}`: {e}", r.id)))?;
-            Ok(TrainSample { prompt, media })
-        })
+        .map(|r| sample(r))
+        .collect::<Result<Vec<_>>>()?;
+    let held_out = loss_records
+        .iter()
+        .map(sample)
         .collect::<Result<Vec<_>>>()?;
     let init = match &recipe.init {
         Some(name) => Some(Checkpoints::load_tensors(&mllm_dir(name)?, "model")?),
@@ -306,7 +325,10 @@ pub fn train_mllm(
         &recipe.training,
         &dense,
         encoder.feature_dim(),
-        &samples,
+        TrainData {
+            train: &samples,
+            eval: &held_out,
+        },
         init.as_ref(),
         &checkpoints,
         &mut |p| {
@@ -328,6 +350,7 @@ pub fn train_mllm(
     let model = MultimodalLlm::from_parts(llm, encoder, trained.projector, trained.lora, info)?;
     let mut report = evaluate(&model, &eval_records, trained.losses, progress)?;
     report.seconds_per_step = seconds_per_step;
+    report.eval_losses = trained.eval_losses;
     let dir = crate::models::Store::open()?.model_dir(&recipe.name);
     export(&dir, &model, recipe, &report)?;
     Ok(Some((dir, report)))
@@ -480,6 +503,7 @@ pub fn evaluate(
         kinds,
         examples,
         losses,
+        eval_losses: Vec::new(),
         seconds_per_step: 0.0,
     })
 }

@@ -17,10 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
 
-/// The placeholder of an image in a turn.
-pub const IMAGE_TOKEN: &str = "<image>";
-/// The placeholder of an audio clip in a turn.
-pub const AUDIO_TOKEN: &str = "<audio>";
+pub use crate::tasks::interleave::{AUDIO_TOKEN, IMAGE_TOKEN};
 
 /// One turn: `from` is `human` (or `user`) or `gpt` (or `assistant`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

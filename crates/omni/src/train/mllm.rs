@@ -48,6 +48,9 @@ pub struct ProjectorTraining {
     pub seed: u64,
     /// Save a checkpoint every this many steps (and at the end).
     pub checkpoint_every: usize,
+    /// Measure the loss on the held-out conversations every this many steps (and at the
+    /// end); 0: never.
+    pub eval_every: usize,
 }
 
 impl Default for ProjectorTraining {
@@ -68,6 +71,7 @@ impl Default for ProjectorTraining {
             max_grad_norm: 1.0,
             seed: 0,
             checkpoint_every: 50,
+            eval_every: 50,
         }
     }
 }
@@ -88,6 +92,8 @@ pub struct StepProgress {
     pub loss: f32,
     pub lr: f64,
     pub grad_norm: f64,
+    /// The held-out loss, on steps that measured it.
+    pub eval_loss: Option<f32>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -96,6 +102,31 @@ struct RunState {
     config: ProjectorTraining,
     projector: ProjectorConfig,
     losses: Vec<f32>,
+    #[serde(default)]
+    eval_losses: Vec<(usize, f32)>,
+}
+
+/// The conversations a run learns from, and held-out ones whose loss it tracks.
+#[derive(Debug, Clone, Copy)]
+pub struct TrainData<'a> {
+    pub train: &'a [TrainSample],
+    pub eval: &'a [TrainSample],
+}
+
+/// The mean loss of `samples` in batches of `batch_size` (no gradients kept).
+fn held_out_loss(
+    llm: &DenseLlama,
+    projector: &Projector,
+    samples: &[TrainSample],
+    batch_size: usize,
+) -> Result<f32> {
+    let mut total = 0f32;
+    for chunk in samples.chunks(batch_size) {
+        let batch: Vec<&TrainSample> = chunk.iter().collect();
+        let loss = batch_loss(llm, projector, &batch)?.detach();
+        total += loss.to_scalar::<f32>()? * chunk.len() as f32;
+    }
+    Ok(total / samples.len().max(1) as f32)
 }
 
 /// The mean next-token loss of `samples` (one micro-batch), differentiable in the
@@ -183,22 +214,25 @@ pub struct Trained {
     pub lora: Option<LoraWeights>,
     /// The loss of every step.
     pub losses: Vec<f32>,
+    /// `(step, held-out loss)` every `eval_every` steps.
+    pub eval_losses: Vec<(usize, f32)>,
 }
 
 /// Trains (or resumes, from the newest checkpoint) a projector from `input_dim`
 /// features into `llm`'s embedding space, and LoRA adapters on `llm` if `config.lora`
-/// asks. `init` starts the projector from given weights (stage 2 from stage 1).
+/// asks, on `data.train`; the loss on `data.eval` is measured every `eval_every` steps. `init` starts the projector from given weights (stage 2 from stage 1).
 /// `progress` is called after every step; `false` saves and stops, returning `None`
 /// (call again to resume).
 pub fn train_projector(
     config: &ProjectorTraining,
     llm: &DenseLlama,
     input_dim: usize,
-    samples: &[TrainSample],
+    data: TrainData,
     init: Option<&HashMap<String, Tensor>>,
     checkpoints: &Checkpoints,
     progress: &mut dyn FnMut(StepProgress) -> bool,
 ) -> Result<Option<Trained>> {
+    let samples = data.train;
     if samples.is_empty() {
         return Err(Error::InvalidInput("no training conversations".into()));
     }
@@ -244,6 +278,7 @@ pub fn train_projector(
     )?;
     let mut start = 0;
     let mut losses = Vec::new();
+    let mut eval_losses = Vec::new();
     if let Some((step, dir)) = checkpoints.latest()? {
         let state: RunState = Checkpoints::load_state(&dir)?;
         if state.config != *config || state.projector != projector_config {
@@ -257,6 +292,7 @@ pub fn train_projector(
         optimizer.load_state(&Checkpoints::load_tensors(&dir, "optimizer")?, step)?;
         start = step;
         losses = state.losses;
+        eval_losses = state.eval_losses;
     }
     let schedule = LrSchedule {
         peak: config.lr,
@@ -319,12 +355,23 @@ pub fn train_projector(
         optimizer.step(&grads, lr, scale)?;
         losses.push(step_loss);
         let done = step + 1;
+        let eval_loss = if !data.eval.is_empty()
+            && config.eval_every > 0
+            && (done % config.eval_every == 0 || done == config.steps)
+        {
+            let loss = held_out_loss(llm, &projector, data.eval, config.batch_size)?;
+            eval_losses.push((done, loss));
+            Some(loss)
+        } else {
+            None
+        };
         let go_on = progress(StepProgress {
             step: done,
             steps: config.steps,
             loss: step_loss,
             lr,
             grad_norm: norm,
+            eval_loss,
         });
         if !go_on || done % config.checkpoint_every == 0 || done == config.steps {
             let state = RunState {
@@ -332,6 +379,7 @@ pub fn train_projector(
                 config: config.clone(),
                 projector: projector_config.clone(),
                 losses: losses.clone(),
+                eval_losses: eval_losses.clone(),
             };
             checkpoints.save(
                 done,
@@ -354,6 +402,7 @@ pub fn train_projector(
         projector,
         lora,
         losses,
+        eval_losses,
     }))
 }
 
@@ -409,6 +458,7 @@ mod tests {
             lr: 1e-2,
             warmup: 2,
             checkpoint_every: 100,
+            eval_every: 3,
             seed: 3,
             ..ProjectorTraining::default()
         }
@@ -430,7 +480,12 @@ mod tests {
         stop_at: Option<usize>,
     ) -> Option<Trained> {
         let model = tiny_model(RopeStyle::Neox);
-        train_projector(config, &model, 5, &samples(), None, checkpoints, &mut |p| {
+        let all = samples();
+        let data = TrainData {
+            train: &all[..5],
+            eval: &all[5..],
+        };
+        train_projector(config, &model, 5, data, None, checkpoints, &mut |p| {
             Some(p.step) != stop_at
         })
         .unwrap()
@@ -449,6 +504,13 @@ mod tests {
         assert!(train(&c, Some(3)).is_none());
         let (_, resumed) = train(&c, None).unwrap();
         assert_eq!(resumed, losses);
+        // The held-out loss was measured at steps 3 and 6, the same after the resume.
+        let d = run_dir("d");
+        let whole = train_with(&config(), &d, None).unwrap().eval_losses;
+        let again = train_with(&config(), &c, None).unwrap().eval_losses;
+        assert_eq!(whole.iter().map(|e| e.0).collect::<Vec<_>>(), [3, 6]);
+        assert_eq!(again, whole);
+        std::fs::remove_dir_all(d.dir()).unwrap();
         for dir in [a, b, c] {
             std::fs::remove_dir_all(dir.dir()).unwrap();
         }

@@ -266,7 +266,10 @@ fn finish_split(
     records: &[Record],
     report: &mut SynthReport,
 ) -> Result<()> {
-    write_manifest(&dir.join(format!("{}.jsonl", split_name(split))), records)?;
+    // An empty split (e.g. `--test 0`) writes no manifest: readers refuse empty ones.
+    if !records.is_empty() {
+        write_manifest(&dir.join(format!("{}.jsonl", split_name(split))), records)?;
+    }
     match split {
         Split::Train => report.train_records = records.len(),
         Split::Test => report.test_records = records.len(),
