@@ -10,6 +10,7 @@ mod common;
 
 use std::path::PathBuf;
 
+use omni::llm::Message;
 use omni::modality::image::ImageSource;
 use omni::tasks::idefics3::Idefics3;
 use omni::tasks::llava::Llava;
@@ -160,4 +161,44 @@ fn idefics3_placeholders_must_match_the_images() {
         .prompt("User:<image>what?", &[ImageSource::File(&missing)])
         .unwrap_err();
     assert!(err.to_string().contains("absent.png"), "{err}");
+}
+
+/// Messages of `fixtures/vlm-chat/reference.json` (content parts) in omni's form (text
+/// with `<image>` placeholders).
+fn chat_messages(parts: &Value) -> Vec<Message> {
+    parts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let content: String = m["content"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| match p["type"].as_str().unwrap() {
+                    "image" => "<image>",
+                    _ => p["text"].as_str().unwrap(),
+                })
+                .collect();
+            Message::new(m["role"].as_str().unwrap(), content)
+        })
+        .collect()
+}
+
+#[test]
+fn checkpoints_render_their_chat_templates_as_transformers() {
+    let text = std::fs::read_to_string(common::fixtures().join("vlm-chat/reference.json"));
+    let reference: Value = serde_json::from_str(&text.unwrap()).unwrap();
+    let (llava, _) = fixture("llama");
+    let (idefics3, _) = idefics3();
+    let cases: [(&str, &dyn Fn(&[Message]) -> omni::Result<String>); 2] = [
+        ("llava", &|m| llava.chat_text(m)),
+        ("idefics3", &|m| idefics3.chat_text(m)),
+    ];
+    for (family, render) in cases {
+        for case in reference[family].as_array().unwrap() {
+            let ours = render(&chat_messages(&case["messages"])).unwrap();
+            assert_eq!(ours, case["text"].as_str().unwrap(), "{family}");
+        }
+    }
 }

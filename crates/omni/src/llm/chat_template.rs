@@ -69,7 +69,12 @@ impl ChatTemplate {
         );
         env.add_function("strftime_now", |_fmt: String| -> String { String::new() });
         env.set_unknown_method_callback(python_methods);
-        env.add_template_owned("chat", source.to_string())
+        // transformers' `{% generation %}` only marks assistant text for training masks;
+        // what it encloses renders unchanged.
+        let source = source
+            .replace("{% generation %}", "")
+            .replace("{% endgeneration %}", "");
+        env.add_template_owned("chat", source)
             .map_err(|e| Error::Tokenizer(format!("chat template: {e}")))?;
         Ok(Self { env })
     }
@@ -83,15 +88,50 @@ impl ChatTemplate {
         bos: &str,
         eos: &str,
     ) -> Result<String> {
-        let messages: Vec<Value> = messages
+        let messages = messages
+            .iter()
+            .map(|m| message_value(m, Value::from(m.content.as_str())))
+            .collect();
+        self.render_values(messages, add_generation_prompt, bos, eos)
+    }
+
+    /// Renders `messages` for a multimodal processor's template, whose message content
+    /// is a list of parts: each `placeholder` in a message becomes an `{"type": "image"}`
+    /// part, the text around it `{"type": "text", "text": …}` parts, in order.
+    pub fn render_with_parts(
+        &self,
+        messages: &[Message],
+        placeholder: &str,
+        add_generation_prompt: bool,
+    ) -> Result<String> {
+        let messages = messages
             .iter()
             .map(|m| {
-                let mut map = BTreeMap::new();
-                map.insert("role".to_string(), Value::from(m.role.as_str()));
-                map.insert("content".to_string(), Value::from(m.content.as_str()));
-                Value::from(map)
+                let mut parts = Vec::new();
+                for (i, text) in m.content.split(placeholder).enumerate() {
+                    if i > 0 {
+                        parts.push(Value::from(BTreeMap::from([("type", "image")])));
+                    }
+                    if !text.is_empty() {
+                        parts.push(Value::from(BTreeMap::from([
+                            ("type", Value::from("text")),
+                            ("text", Value::from(text.to_string())),
+                        ])));
+                    }
+                }
+                message_value(m, Value::from(parts))
             })
             .collect();
+        self.render_values(messages, add_generation_prompt, "", "")
+    }
+
+    fn render_values(
+        &self,
+        messages: Vec<Value>,
+        add_generation_prompt: bool,
+        bos: &str,
+        eos: &str,
+    ) -> Result<String> {
         let mut ctx = BTreeMap::new();
         ctx.insert("messages", Value::from(messages));
         ctx.insert("add_generation_prompt", Value::from(add_generation_prompt));
@@ -104,6 +144,38 @@ impl ChatTemplate {
         tmpl.render(Value::from(ctx))
             .map_err(|e| Error::InvalidInput(format!("chat template: {e}")))
     }
+}
+
+/// `{"role": …, "content": content}`.
+fn message_value(m: &Message, content: Value) -> Value {
+    let mut map = BTreeMap::new();
+    map.insert("role".to_string(), Value::from(m.role.as_str()));
+    map.insert("content".to_string(), content);
+    Value::from(map)
+}
+
+/// The chat template a Hugging Face processor saved in `dir` (`chat_template.json`,
+/// `chat_template.jinja`, or `processor_config.json`'s `chat_template`), if any.
+pub fn processor_chat_template(dir: &std::path::Path) -> Result<Option<ChatTemplate>> {
+    let read_json = |name: &str| -> Result<Option<String>> {
+        let path = dir.join(name);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let json: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| Error::model_file(&path, e.to_string()))?;
+        Ok(json["chat_template"].as_str().map(str::to_string))
+    };
+    let jinja = dir.join("chat_template.jinja");
+    let source = match read_json("chat_template.json")? {
+        Some(source) => Some(source),
+        None if jinja.is_file() => {
+            Some(std::fs::read_to_string(&jinja).map_err(|e| Error::io(&jinja, e))?)
+        }
+        None => read_json("processor_config.json")?,
+    };
+    source.map(|s| ChatTemplate::new(&s)).transpose()
 }
 
 /// The Python `str` / `dict` methods chat templates call (`.strip()`, `.items()`, …).

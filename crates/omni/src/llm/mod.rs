@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 
-pub use chat_template::{ChatTemplate, Message};
+pub use chat_template::{ChatTemplate, Message, processor_chat_template};
 pub use config::{Arch, LlmConfig, RopeStyle, SUPPORTED_ARCHITECTURES};
 pub use dense::DenseLlama;
 pub use generate::{

@@ -18,10 +18,10 @@ use candle_nn::{Linear, linear_no_bias};
 use tokenizers::Tokenizer;
 
 use crate::encoder::siglip::{SiglipVisionConfig, SiglipVisionTransformer};
-use crate::llm::{DenseLlama, LlmConfig};
+use crate::llm::{ChatTemplate, DenseLlama, LlmConfig, Message, processor_chat_template};
 use crate::modality::image::{ImageSource, TilingProcessor};
 use crate::tasks::interleave::IMAGE_TOKEN;
-use crate::tasks::llava::{greedy, logits_with_features};
+use crate::tasks::llava::{greedy, logits_with_features, render_chat};
 use crate::{Error, Result};
 
 const FAKE_TOKEN: &str = "<fake_token_around_image>";
@@ -49,6 +49,8 @@ pub struct Idefics3 {
     image_token: u32,
     /// Tokens per tile after the pixel shuffle.
     tile_tokens: usize,
+    /// The processor's chat template (`chat_template.json`), if the checkpoint has one.
+    chat_template: Option<ChatTemplate>,
 }
 
 impl Idefics3 {
@@ -119,7 +121,15 @@ impl Idefics3 {
             processor,
             image_token,
             tile_tokens: grid * grid / (scale_factor * scale_factor),
+            chat_template: processor_chat_template(dir)?,
         })
+    }
+
+    /// The prompt text of a conversation whose messages hold `<image>` placeholders,
+    /// through the checkpoint's chat template (ending where the reply begins); give it
+    /// to [`Self::prompt`] with the images.
+    pub fn chat_text(&self, messages: &[Message]) -> Result<String> {
+        render_chat(self.chat_template.as_ref(), messages)
     }
 
     /// Expands each `<image>` of `text` to its image's tile layout, tokenizes the result

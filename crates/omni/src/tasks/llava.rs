@@ -14,9 +14,10 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 
 use crate::encoder::clip::{ClipVisionConfig, ClipVisionTransformer};
-use crate::llm::{DenseLlama, LlmConfig, argmax};
+use crate::llm::{ChatTemplate, DenseLlama, LlmConfig, Message, argmax, processor_chat_template};
 use crate::modality::image::{ImageProcessor, ImageSource};
 use crate::projector::{Projector, ProjectorConfig, ProjectorKind};
+use crate::tasks::interleave::IMAGE_TOKEN;
 use crate::{Error, Result};
 
 /// A loaded LLaVA checkpoint.
@@ -29,6 +30,8 @@ pub struct Llava {
     feature_layer: i64,
     /// `default` drops the class token; `full` keeps it.
     keep_class_token: bool,
+    /// The processor's chat template (`chat_template.json`), if the checkpoint has one.
+    chat_template: Option<ChatTemplate>,
 }
 
 impl Llava {
@@ -118,7 +121,14 @@ impl Llava {
             image_token,
             feature_layer,
             keep_class_token,
+            chat_template: processor_chat_template(dir)?,
         })
+    }
+
+    /// The prompt text of a conversation whose messages hold `<image>` placeholders,
+    /// through the checkpoint's chat template (ending where the reply begins).
+    pub fn chat_text(&self, messages: &[Message]) -> Result<String> {
+        render_chat(self.chat_template.as_ref(), messages)
     }
 
     /// The image processor from `preprocessor_config.json`.
@@ -194,6 +204,15 @@ pub(crate) fn logits_with_features(
     }
     let hidden = llm.forward_embeds(&embeds.unsqueeze(0)?)?.squeeze(0)?;
     llm.logits(&hidden)
+}
+
+/// `messages` through a processor's chat template, images as content parts.
+pub(crate) fn render_chat(template: Option<&ChatTemplate>, messages: &[Message]) -> Result<String> {
+    template
+        .ok_or_else(|| {
+            Error::InvalidInput("this checkpoint has no chat template (chat_template.json)".into())
+        })?
+        .render_with_parts(messages, IMAGE_TOKEN, true)
 }
 
 /// Greedy decoding by re-running `logits` on the growing sequence.
