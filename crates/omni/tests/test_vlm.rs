@@ -191,14 +191,18 @@ fn checkpoints_render_their_chat_templates_as_transformers() {
     let reference: Value = serde_json::from_str(&text.unwrap()).unwrap();
     let (llava, _) = fixture("llama");
     let (idefics3, _) = idefics3();
-    let cases: [(&str, &dyn Fn(&[Message]) -> omni::Result<String>); 2] = [
-        ("llava", &|m| llava.chat_text(m)),
-        ("idefics3", &|m| idefics3.chat_text(m)),
-    ];
-    for (family, render) in cases {
-        for case in reference[family].as_array().unwrap() {
-            let ours = render(&chat_messages(&case["messages"])).unwrap();
-            assert_eq!(ours, case["text"].as_str().unwrap(), "{family}");
-        }
+    for (family, case) in ["llava", "idefics3"].iter().flat_map(|f| {
+        reference[f]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(move |c| (*f, c))
+    }) {
+        let messages = chat_messages(&case["messages"]);
+        let ours = match family {
+            "llava" => llava.chat_text(&messages),
+            _ => idefics3.chat_text(&messages),
+        };
+        assert_eq!(ours.unwrap(), case["text"].as_str().unwrap(), "{family}");
     }
 }
