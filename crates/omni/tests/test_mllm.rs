@@ -255,6 +255,10 @@ fn dense_logits(dense: &DenseLlama, tokens: &[u32]) -> Vec<f32> {
         .unwrap()
 }
 
+/// Half-width of the adapter's B values: strong enough that its effect on the logits is
+/// ~10× the re-quantization noise.
+const B_SCALE: f32 = 0.5;
+
 fn norm(v: &[f32]) -> f32 {
     v.iter().map(|x| x * x).sum::<f32>().sqrt()
 }
@@ -298,22 +302,25 @@ fn merged_lora_changes_the_quantized_llm_as_training_saw_it() {
     let q0 = quantized_logits(&requantized, &tokens);
     let noise: Vec<f32> = q0.iter().zip(&original).map(|(a, b)| a - b).collect();
     let noise = norm(&noise);
+    // Fixed pseudo-random A and B (uniform in ±scale, from an LCG): a strong adapter, so
+    // its effect stands well above the re-quantization noise.
     let mut seed = 7u64;
     for (name, var) in vars.data().lock().unwrap().iter() {
-        if name.ends_with("lora_b") {
-            // Uniform in ±0.5 (a strong adapter, so its effect stands above the
-            // re-quantization noise), from a fixed LCG.
-            let values: Vec<f32> = (0..var.elem_count())
-                .map(|_| {
-                    seed = seed
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-                })
-                .collect();
-            var.set(&Tensor::from_vec(values, var.shape(), &Device::Cpu).unwrap())
-                .unwrap();
-        }
+        let scale = if name.ends_with("lora_b") {
+            B_SCALE
+        } else {
+            0.04
+        };
+        let values: Vec<f32> = (0..var.elem_count())
+            .map(|_| {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0 * scale
+            })
+            .collect();
+        var.set(&Tensor::from_vec(values, var.shape(), &Device::Cpu).unwrap())
+            .unwrap();
     }
     let lora = dense.lora_weights(&config).unwrap().unwrap();
     llm.model.merge_lora(&lora).unwrap();
