@@ -21,7 +21,7 @@ use crate::encoder::siglip::{SiglipVisionConfig, SiglipVisionTransformer};
 use crate::llm::{ChatTemplate, DenseLlama, LlmConfig, Message, processor_chat_template};
 use crate::modality::image::{ImageSource, TilingProcessor};
 use crate::tasks::interleave::IMAGE_TOKEN;
-use crate::tasks::llava::{greedy, logits_with_features, render_chat};
+use crate::tasks::llava::{greedy, logits_with_features, read_model_config, render_chat};
 use crate::{Error, Result};
 
 const FAKE_TOKEN: &str = "<fake_token_around_image>";
@@ -57,17 +57,8 @@ impl Idefics3 {
     /// Loads `config.json`, `model.safetensors`, `tokenizer.json` and
     /// `preprocessor_config.json` from `dir`.
     pub fn load(dir: &Path) -> Result<Self> {
-        let config_path = dir.join("config.json");
-        let text = std::fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
-        let config: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| Error::model_file(&config_path, e.to_string()))?;
+        let (config, config_path) = read_model_config(dir, "idefics3")?;
         let bad = |reason: String| Error::model_file(&config_path, reason);
-        if config["model_type"].as_str() != Some("idefics3") {
-            return Err(bad(format!(
-                "model_type is {}, not idefics3",
-                config["model_type"]
-            )));
-        }
         let vision_config = vision_config(&config["vision_config"])
             .map_err(|e| bad(format!("vision_config: {e}")))?;
         let text_config = LlmConfig::from_hf(&config["text_config"], &config_path)?;

@@ -37,17 +37,8 @@ pub struct Llava {
 impl Llava {
     /// Loads `config.json`, `model.safetensors` and `preprocessor_config.json` from `dir`.
     pub fn load(dir: &Path) -> Result<Self> {
-        let config_path = dir.join("config.json");
-        let text = std::fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
-        let config: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| Error::model_file(&config_path, e.to_string()))?;
+        let (config, config_path) = read_model_config(dir, "llava")?;
         let bad = |reason: String| Error::model_file(&config_path, reason);
-        if config["model_type"].as_str() != Some("llava") {
-            return Err(bad(format!(
-                "model_type is {}, not llava",
-                config["model_type"]
-            )));
-        }
         let vision_config: ClipVisionConfig =
             serde_json::from_value(config["vision_config"].clone())
                 .map_err(|e| bad(format!("vision_config: {e}")))?;
@@ -204,6 +195,24 @@ pub(crate) fn logits_with_features(
     }
     let hidden = llm.forward_embeds(&embeds.unsqueeze(0)?)?.squeeze(0)?;
     llm.logits(&hidden)
+}
+
+/// A checkpoint's `config.json` (and its path), which must be of `model_type`.
+pub(crate) fn read_model_config(
+    dir: &Path,
+    model_type: &str,
+) -> Result<(serde_json::Value, std::path::PathBuf)> {
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let config: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| Error::model_file(&path, e.to_string()))?;
+    if config["model_type"].as_str() != Some(model_type) {
+        return Err(Error::model_file(
+            &path,
+            format!("model_type is {}, not {model_type}", config["model_type"]),
+        ));
+    }
+    Ok((config, path))
 }
 
 /// `messages` through a processor's chat template, images as content parts.
