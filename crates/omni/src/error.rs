@@ -68,6 +68,13 @@ pub enum Error {
         index: String,
         query: String,
     },
+    /// A helper program omni runs (espeak-ng, …) is missing or fails.
+    #[error("`{program}` is not available ({reason}): {hint}")]
+    MissingProgram {
+        program: String,
+        reason: String,
+        hint: String,
+    },
     /// An argument or request is invalid.
     #[error("{0}")]
     InvalidInput(String),

@@ -3,8 +3,8 @@
 //! The crate follows the pipeline the seeds draw, one folder per stage:
 //!
 //! ```text
-//! input ─► modality/ ─► encoder/ ─► projector/ ─► llm/ ─► text
-//!          (bytes →      (Whisper,    (encoder      (LLaMA-family
+//! input ─► modality/ ─► encoder/ ─► projector/ ─► llm/ ─► text ─► generator/ ─► speech
+//!          (bytes →      (Whisper,    (encoder      (LLaMA-family         (Kokoro TTS)
 //!           tensors)      …)           features →    decoder, KV cache,
 //!                                      LLM space)    sampling)
 //! ```
@@ -16,6 +16,7 @@
 pub mod encoder;
 pub mod error;
 pub mod formats;
+pub mod generator;
 pub mod index;
 pub mod llm;
 pub mod modality;

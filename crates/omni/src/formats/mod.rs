@@ -1,4 +1,5 @@
 //! Readers for weight-file formats that are not tied to one model family.
 
 pub mod ct2;
+pub mod npy;
 pub mod torch_legacy;

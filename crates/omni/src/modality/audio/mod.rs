@@ -4,15 +4,19 @@
 //! file ─► decode (symphonia: wav/flac/mp3/ogg, downmix to mono)
 //!      ─► resample (rubato, any rate → 16 kHz)
 //!      ─► mel (Whisper log-mel, 80 or 128 bins)
+//!
+//! generated samples ─► encode (WAV / FLAC / PCM, chunk by chunk)
 //! ```
 
 mod decode;
+mod encode;
 mod mel;
 mod resample;
 
 use std::path::Path;
 
 pub use decode::{DecodedAudio, decode_bytes, decode_file};
+pub use encode::{AudioEncoder, AudioFormat, patch_wav_sizes, wav_header};
 pub use mel::{HOP_LENGTH, LogMel, MelExtractor, N_FFT, N_FRAMES, SAMPLE_RATE, mel_filters};
 pub use resample::resample;
 

@@ -1,0 +1,3 @@
+//! Stage 5, modality generators: turn the system's answer into speech (and, later, images).
+
+pub mod speech;
