@@ -14,6 +14,8 @@ pub struct ServerConfig {
     pub embedding_models: Vec<String>,
     /// The transcription model; `None` serves no transcription.
     pub whisper_model: Option<String>,
+    /// The text-to-speech model; `None` serves no speech.
+    pub speech_model: Option<String>,
     /// The index `POST /v1/search` queries, if any.
     pub index: Option<PathBuf>,
     /// Accepted API keys; empty: no authentication.
@@ -71,6 +73,7 @@ impl Default for ServerConfig {
             chat_model: Some("smollm2-135m-instruct".into()),
             embedding_models: vec![omni::tasks::text_embedding::DEFAULT_TEXT_MODEL.into()],
             whisper_model: Some("whisper-tiny.en".into()),
+            speech_model: Some("kokoro-82m".into()),
             index: None,
             api_keys: Vec::new(),
             cors_origins: Vec::new(),

@@ -116,6 +116,7 @@ impl From<omni::Error> for ApiError {
             | E::DimensionMismatch { .. }
             | E::SpaceMismatch { .. } => StatusCode::BAD_REQUEST,
             E::UnknownModel { .. } => StatusCode::NOT_FOUND,
+            E::MissingProgram { .. } => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self::new(status, e.to_string())

@@ -1,5 +1,5 @@
-//! omni's HTTP server: OpenAI-compatible chat (text, images, audio; streaming),
-//! embeddings (texts and images), transcriptions, plus search over an omni index and a
+//! omni's HTTP server: OpenAI-compatible chat (text, images, audio in and out; streaming),
+//! embeddings (texts and images), transcriptions, speech, plus search over an omni index and a
 //! web page. Models are shared by all clients through worker threads with bounded
 //! queues: chat decodes its active sequences together (continuous batching), embeddings
 //! batch concurrent requests.
@@ -20,6 +20,7 @@ mod media;
 mod metrics;
 mod queue;
 mod routes;
+mod speech_worker;
 mod state;
 mod transcribe_worker;
 

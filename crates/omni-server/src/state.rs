@@ -14,6 +14,7 @@ use crate::error::ApiError;
 use crate::live_index::LiveIndex;
 use crate::metrics::Metrics;
 use crate::queue::Queue;
+use crate::speech_worker::{self, SpeechJob};
 use crate::transcribe_worker::{self, TranscribeJob};
 
 /// Chat media whose text is remembered.
@@ -41,6 +42,8 @@ pub struct AppState {
     /// The first is the default.
     pub embeddings: Vec<EmbeddingModel>,
     pub whisper: Option<(String, Queue<TranscribeJob>)>,
+    /// The text-to-speech model (loaded by its worker on the first request).
+    pub speech: Option<(String, Queue<SpeechJob>)>,
     /// The index `/v1/search` queries; its space is among `embeddings`.
     pub index: Option<LiveIndex>,
     /// Image descriptions and transcripts of chat media, by content hash.
@@ -111,12 +114,23 @@ impl AppState {
             }
             None => None,
         };
+        let speech = match &config.speech_model {
+            Some(name) => {
+                omni::models::resolve(name).with_context(|| format!("speech model `{name}`"))?;
+                Some((
+                    name.clone(),
+                    speech_worker::spawn(name.clone(), limits.max_queue),
+                ))
+            }
+            None => None,
+        };
         Ok(Self {
             config,
             metrics,
             chat,
             embeddings,
             whisper,
+            speech,
             index,
             media_text: ContentCache::new(MEDIA_TEXT_ENTRIES),
             tagger: OnceLock::new(),
@@ -159,6 +173,9 @@ impl AppState {
         if let Some((w, _)) = &self.whisper {
             ids.push((w.clone(), "transcription"));
         }
+        if let Some((s, _)) = &self.speech {
+            ids.push((s.clone(), "speech"));
+        }
         ids
     }
 
@@ -173,6 +190,9 @@ impl AppState {
         }
         if let Some((_, w)) = &self.whisper {
             q.push((w.name().to_string(), w.depth()));
+        }
+        if let Some((_, s)) = &self.speech {
+            q.push((s.name().to_string(), s.depth()));
         }
         q
     }

@@ -13,6 +13,7 @@ mod models;
 mod search;
 mod serve;
 mod similarity;
+mod speak;
 mod train;
 mod transcribe;
 
@@ -38,6 +39,10 @@ pub enum Command {
     Models(models::ModelsCommand),
     /// Transcribe speech in audio files with Whisper.
     Transcribe(transcribe::TranscribeArgs),
+    /// Speak text aloud with Kokoro-82M (to a wav/flac/pcm file or a pipe).
+    Speak(speak::SpeakArgs),
+    /// List the text-to-speech voices (and the OpenAI voice names mapped to them).
+    Voices(speak::VoicesArgs),
     /// Answer a question about a recording (transcribed, then asked to a language model,
     /// or through an audio → LLM model) or an image (through an image → LLM model).
     Ask(ask::AskArgs),
@@ -78,6 +83,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Chat(args) => chat::run(args),
         Command::Models(command) => models::run(command),
         Command::Transcribe(args) => transcribe::run(args),
+        Command::Speak(args) => speak::run(args),
+        Command::Voices(args) => speak::run_voices(args),
         Command::Ask(args) => ask::run(args),
         Command::Caption(args) => caption::run(args),
         Command::Embed(command) => embed::run(command),

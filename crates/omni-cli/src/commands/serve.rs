@@ -34,6 +34,12 @@ pub struct ServeArgs {
     /// Serve no transcription.
     #[arg(long)]
     pub no_transcription: bool,
+    /// Text-to-speech model for `/v1/audio/speech` and spoken chat replies.
+    #[arg(long, default_value = "kokoro-82m")]
+    pub speech_model: String,
+    /// Serve no speech.
+    #[arg(long)]
+    pub no_speech: bool,
     /// The index `/v1/search` and the page query (default: $OMNI_HOME/index, if it exists).
     #[arg(long, env = "OMNI_INDEX", value_name = "DIR")]
     pub index: Option<PathBuf>,
@@ -109,6 +115,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         chat_model: (!args.no_chat).then_some(args.chat_model),
         embedding_models: args.embedding_models,
         whisper_model: (!args.no_transcription).then_some(args.whisper),
+        speech_model: (!args.no_speech).then_some(args.speech_model),
         index,
         api_keys: args
             .api_keys

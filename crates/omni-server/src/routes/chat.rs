@@ -1,5 +1,5 @@
 //! `POST /v1/chat/completions`: OpenAI's chat API over the chat model, with image and
-//! audio parts, streaming (SSE) or not.
+//! audio parts, streaming (SSE) or not, and spoken replies (`modalities: ["text", "audio"]`).
 //!
 //! The chat model reads text only, so images and audio reach it as text: an image as
 //! its most likely ImageNet classes (EfficientNet-Lite0), audio as its Whisper
@@ -13,14 +13,17 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use omni::generator::speech::{DEFAULT_VOICE, SpeechOptions, map_openai_voice};
 use omni::llm::{FinishReason, GenerateOptions, Message, SamplingParams};
+use omni::modality::audio::{AudioFormat, patch_wav_sizes};
 use omni::tasks::transcribe::TranscribeOptions;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::blocking;
+use super::{blocking, speech};
 use crate::chat_worker::{ChatEvent, ChatJob};
 use crate::content_cache::ContentCache;
 use crate::error::{ApiError, ApiResult};
@@ -48,6 +51,16 @@ pub struct ChatRequest {
     stop: Option<Stop>,
     seed: Option<u64>,
     n: Option<u64>,
+    /// `["text", "audio"]` asks for a spoken reply too (`message.audio`).
+    modalities: Option<Vec<String>>,
+    audio: Option<AudioParams>,
+}
+
+/// `audio`: the voice and format of a spoken reply.
+#[derive(Debug, Deserialize)]
+struct AudioParams {
+    voice: Option<String>,
+    format: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -85,6 +98,7 @@ pub async fn completions(
         ));
     }
     let options = generate_options(&request, &state)?;
+    let spoken = spoken_reply(&request, &state)?;
     let messages = to_messages(&state, &request.messages).await?;
     let prompt = {
         let text = chat.llm.apply_chat_template(&messages, true)?;
@@ -119,13 +133,102 @@ pub async fn completions(
     } else {
         let timeout = state.config.limits.timeout;
         match tokio::time::timeout(timeout, collect(reply, rx)).await {
-            Ok(result) => result.map(IntoResponse::into_response),
+            Ok(Ok(json)) => match spoken {
+                Some((voice, format)) => Ok(with_audio(&state, json.0, voice, format)
+                    .await?
+                    .into_response()),
+                None => Ok(json.into_response()),
+            },
+            Ok(Err(e)) => Err(e),
             Err(_) => Err(ApiError::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 "the completion took longer than this server's request timeout",
             )),
         }
     }
+}
+
+/// The voice and format of a spoken reply, when `modalities` asks for audio.
+fn spoken_reply(
+    request: &ChatRequest,
+    state: &AppState,
+) -> ApiResult<Option<(SpeechOptions, AudioFormat)>> {
+    let modalities = request.modalities.as_deref().unwrap_or_default();
+    if let Some(m) = modalities
+        .iter()
+        .find(|m| !matches!(m.as_str(), "text" | "audio"))
+    {
+        return Err(
+            ApiError::bad_request(format!("modality `{m}` is not one of text, audio"))
+                .with_param("modalities"),
+        );
+    }
+    if !modalities.iter().any(|m| m == "audio") {
+        return Ok(None);
+    }
+    if request.stream {
+        return Err(ApiError::bad_request(
+            "spoken replies (modalities: [\"text\", \"audio\"]) need stream: false here",
+        )
+        .with_param("stream"));
+    }
+    state.speech.as_ref().ok_or_else(|| {
+        ApiError::bad_request("this server has no speech model, so it cannot reply with audio")
+            .with_param("modalities")
+    })?;
+    let params = request.audio.as_ref();
+    let voice = params
+        .and_then(|a| a.voice.as_deref())
+        .unwrap_or(DEFAULT_VOICE);
+    let format = params.and_then(|a| a.format.as_deref()).unwrap_or("wav");
+    let format = speech::parse_format(format).map_err(|e| e.with_param("audio.format"))?;
+    Ok(Some((
+        SpeechOptions {
+            voice: map_openai_voice(voice).to_string(),
+            speed: 1.0,
+        },
+        format,
+    )))
+}
+
+/// Speaks the reply's text and puts it in `message.audio` as OpenAI does: base64 `data`,
+/// the text as `transcript`, `content` null.
+async fn with_audio(
+    state: &AppState,
+    mut response: Value,
+    voice: SpeechOptions,
+    format: AudioFormat,
+) -> ApiResult<axum::Json<Value>> {
+    let message = &mut response["choices"][0]["message"];
+    let text = message["content"].as_str().unwrap_or_default().to_string();
+    let mut bytes = Vec::new();
+    if !text.trim().is_empty() {
+        let mut audio = speech::synthesize(state, text.clone(), voice, format).await?;
+        while let Some(chunk) = audio.recv().await {
+            let chunk = chunk.map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("speaking the reply failed: {e}"),
+                )
+            })?;
+            bytes.extend_from_slice(&chunk);
+        }
+        if format == AudioFormat::Wav && bytes.len() >= 44 {
+            let data = (bytes.len() - 44) as u64;
+            let _ = patch_wav_sizes(&mut std::io::Cursor::new(&mut bytes), data);
+        }
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    message["content"] = Value::Null;
+    message["audio"] = json!({
+        "id": format!("audio_{:x}{:08x}", now.as_micros(), rand::random::<u32>()),
+        "data": base64::engine::general_purpose::STANDARD.encode(&bytes),
+        "expires_at": now.as_secs() + 3600,
+        "transcript": text,
+    });
+    Ok(axum::Json(response))
 }
 
 fn generate_options(request: &ChatRequest, state: &AppState) -> ApiResult<GenerateOptions> {

@@ -5,6 +5,7 @@ mod audio;
 mod chat;
 mod embeddings;
 mod search;
+mod speech;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -33,6 +34,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/chat/completions", post(chat::completions))
         .route("/v1/embeddings", post(embeddings::embeddings))
         .route("/v1/audio/transcriptions", post(audio::transcriptions))
+        .route("/v1/audio/speech", post(speech::speech))
         .route("/v1/search", post(search::search))
         .route("/v1/thumbnails/{name}", get(search::thumbnail))
         .route_layer(middleware::from_fn_with_state(

@@ -1,5 +1,5 @@
 //! Tasks compose the stages into jobs people run: chat, generation, transcription,
-//! questions about recordings,
+//! questions about recordings, speech synthesis,
 //! image–text spaces and the aligner that makes one.
 
 pub mod align;
@@ -14,5 +14,6 @@ pub mod llava;
 pub mod mllm;
 pub mod mllm_train;
 pub mod search_space;
+pub mod speak;
 pub mod text_embedding;
 pub mod transcribe;

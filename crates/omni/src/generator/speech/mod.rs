@@ -17,7 +17,7 @@ mod voices;
 
 pub use kokoro::{DEFAULT_VOICE, Kokoro, MAX_TOKENS, SpeechChunk, SpeechOptions, SpeechStream};
 pub use onnx::KokoroOnnx;
-pub use voices::{PACK_ROWS, STYLE_DIM, Voice, VoiceBank};
+pub use voices::{OPENAI_VOICES, PACK_ROWS, STYLE_DIM, Voice, VoiceBank, map_openai_voice};
 
 use crate::Result;
 

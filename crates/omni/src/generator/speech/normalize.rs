@@ -229,7 +229,7 @@ fn number(text: &str) -> String {
 fn year(text: &str, plural: bool) -> String {
     let value: u32 = text.parse().unwrap_or(0);
     let (hi, lo) = (value / 100, value % 100);
-    let spoken = if (2000..2010).contains(&value) || value % 1000 == 0 {
+    let spoken = if (2000..2010).contains(&value) || value.is_multiple_of(1000) {
         cardinal(&value.to_string())
     } else if lo == 0 {
         format!("{} hundred", cardinal(&hi.to_string()))

@@ -123,6 +123,32 @@ impl VoiceBank {
     }
 }
 
+/// OpenAI's voice names and the voice each one speaks with here (as compatible servers
+/// map them): the lighter voices to the female ones, the deeper ones to `jm_kumo`.
+pub const OPENAI_VOICES: &[(&str, &str)] = &[
+    ("alloy", "jf_alpha"),
+    ("ash", "jm_kumo"),
+    ("ballad", "jm_kumo"),
+    ("cedar", "jm_kumo"),
+    ("coral", "jf_gongitsune"),
+    ("echo", "jm_kumo"),
+    ("fable", "jf_nezumi"),
+    ("marin", "jf_tebukuro"),
+    ("nova", "jf_tebukuro"),
+    ("onyx", "jm_kumo"),
+    ("sage", "jf_alpha"),
+    ("shimmer", "jf_gongitsune"),
+    ("verse", "jm_kumo"),
+];
+
+/// The voice an OpenAI voice name stands for, or the name itself.
+pub fn map_openai_voice(name: &str) -> &str {
+    OPENAI_VOICES
+        .iter()
+        .find(|(openai, _)| openai.eq_ignore_ascii_case(name))
+        .map_or(name, |(_, ours)| ours)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -199,8 +199,13 @@ fn decode_stream(mss: MediaSourceStream, path: &Path) -> Result<DecodedAudio> {
         };
         return Err(media(path, format!("corrupt audio: {lost}")));
     }
+    // Streamed WAV (OpenAI's and omni's own speech endpoints) declares the 32-bit maximum
+    // size, meaning "read to the end": no length to check against.
+    let streamed =
+        |declared: u64| declared >= (u64::from(u32::MAX) - 64) / (4 * channels.max(1) as u64);
     if let Some(declared) = declared_frames
         && (samples.len() as u64) < declared
+        && !streamed(declared)
     {
         return Err(media(
             path,
