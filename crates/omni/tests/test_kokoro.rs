@@ -8,6 +8,7 @@ mod common;
 use std::sync::OnceLock;
 
 use omni::generator::speech::{Kokoro, SpeechOptions, g2p::G2p};
+use omni::tasks::speak::{TEST_SENTENCES, intelligibility};
 use serde_json::Value;
 
 /// The model, loaded once for every test of this binary.
@@ -122,4 +123,21 @@ fn input_with_nothing_to_say_is_refused() {
             .to_string()
             .contains("speed")
     );
+}
+
+#[test]
+fn speech_is_intelligible_to_whisper() {
+    let Some(kokoro) = kokoro() else { return };
+    let Some(dir) = common::model_dir("whisper-base", "model.bin") else {
+        return;
+    };
+    let whisper = omni::encoder::whisper::Whisper::load(&dir).unwrap();
+    let voices = [omni::generator::speech::DEFAULT_VOICE.to_string()];
+    let results = intelligibility(kokoro, &whisper, &voices, &TEST_SENTENCES, &mut || {}).unwrap();
+    let r = &results[0];
+    eprintln!(
+        "{}: WER {:.3} ({}/{}); misheard: {:?}",
+        r.voice, r.wer, r.edits, r.words, r.misheard
+    );
+    assert!(r.wer <= 0.05, "WER {:.3}: {:?}", r.wer, r.misheard);
 }

@@ -5,12 +5,15 @@
 use std::time::Instant;
 
 use clap::{Args, Subcommand};
+use omni::encoder::whisper::Whisper;
 use omni::tasks::align::evaluate_space;
 use omni::tasks::mllm_train::{MllmStage, evaluate, spread_over_kinds};
+use omni::tasks::speak::{TEST_SENTENCES, intelligibility};
 use omni::train::manifest::Manifest;
 
 use super::ask::load_mllm;
 use super::index::DEFAULT_MODEL;
+use super::speak::{TTS_MODEL, load_kokoro};
 use super::train::Bars;
 
 /// `omni eval` subcommands.
@@ -22,6 +25,22 @@ pub enum EvalCommand {
     /// Score an image/audio → LLM model on a manifest (LLaVA JSONL): exact answers,
     /// word error rate and a text-only baseline per record kind.
     Mllm(MllmEvalArgs),
+    /// How well speech synthesis is understood: ten sentences spoken in each voice,
+    /// transcribed by Whisper, word error rate per voice.
+    Speech(SpeechEvalArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SpeechEvalArgs {
+    /// Voices to score (repeatable; default: every voice of the model).
+    #[arg(long = "voice", value_name = "VOICE")]
+    pub voices: Vec<String>,
+    /// The Whisper model that listens.
+    #[arg(long, default_value = "whisper-base")]
+    pub whisper: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -58,6 +77,7 @@ pub fn run(command: EvalCommand) -> anyhow::Result<()> {
     let args = match command {
         EvalCommand::FashionMnist(args) => args,
         EvalCommand::Mllm(args) => return mllm(args),
+        EvalCommand::Speech(args) => return speech(args),
     };
     let start = Instant::now();
     let bars = Bars::default();
@@ -99,6 +119,54 @@ fn mllm(args: MllmEvalArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         print!("{report}");
+    }
+    Ok(())
+}
+
+fn speech(args: SpeechEvalArgs) -> anyhow::Result<()> {
+    let kokoro = load_kokoro(TTS_MODEL, None)?;
+    let whisper = Whisper::load(&omni::models::resolve(&args.whisper)?)?;
+    let voices = if args.voices.is_empty() {
+        kokoro.voices().names().map(str::to_string).collect()
+    } else {
+        args.voices.clone()
+    };
+    for voice in &voices {
+        kokoro.voices().resolve(voice)?;
+    }
+    let bars = Bars::default();
+    let total = voices.len() * TEST_SENTENCES.len();
+    let mut done = 0;
+    let results = intelligibility(&kokoro, &whisper, &voices, &TEST_SENTENCES, &mut || {
+        done += 1;
+        bars.update("speaking and transcribing", total, done, String::new());
+    });
+    bars.finish();
+    let results = results?;
+    if args.json {
+        let out = serde_json::json!({
+            "model": TTS_MODEL, "whisper": args.whisper, "sentences": TEST_SENTENCES,
+            "voices": results,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!(
+        "voice            WER    (edits/words, {} sentences, {})",
+        TEST_SENTENCES.len(),
+        args.whisper
+    );
+    for r in &results {
+        println!(
+            "{:<15} {:>5.1}%  ({}/{})",
+            r.voice,
+            100.0 * r.wer,
+            r.edits,
+            r.words
+        );
+        for (said, heard) in &r.misheard {
+            println!("    said:  {said}\n    heard: {}", heard.trim());
+        }
     }
     Ok(())
 }

@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use omni::generator::speech::{DEFAULT_VOICE, Kokoro, OPENAI_VOICES, SpeechOptions};
+use omni::generator::speech::{
+    DEFAULT_VOICE, Kokoro, OPENAI_VOICES, SpeechChunk, SpeechOptions, map_openai_voice,
+};
 use omni::modality::audio::{AudioFormat, patch_wav_sizes};
-use omni::tasks::speak::speak_to;
+use omni::tasks::speak::{SpeechSummary, speak_to};
 
 /// The text-to-speech model used by default.
 pub const TTS_MODEL: &str = "kokoro-82m";
@@ -103,16 +105,13 @@ pub fn run(args: SpeakArgs) -> anyhow::Result<()> {
         },
         (None, None) => AudioFormat::Wav,
     };
-    let dir = omni::models::resolve(&args.model)?;
-    let threads = args.threads.map_or_else(default_threads, usize::from);
-    let kokoro = Kokoro::load(&dir, threads)
-        .with_context(|| format!("cannot load the text-to-speech model `{}`", args.model))?;
+    let kokoro = load_kokoro(&args.model, args.threads.map(usize::from))?;
     if args.phonemes {
         println!("{}", kokoro.phonemize(&text)?);
         return Ok(());
     }
     let opts = SpeechOptions {
-        voice: omni::generator::speech::map_openai_voice(&args.voice).to_string(),
+        voice: map_openai_voice(&args.voice).to_string(),
         speed: args.speed,
     };
     let bar = ProgressBar::new(text.len() as u64);
@@ -123,7 +122,7 @@ pub fn run(args: SpeakArgs) -> anyhow::Result<()> {
     if text.len() < 400 {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    let mut progress = |chunk: &omni::generator::speech::SpeechChunk| {
+    let mut progress = |chunk: &SpeechChunk| {
         bar.set_length(chunk.total as u64);
         bar.set_position(chunk.done as u64);
     };
@@ -133,33 +132,7 @@ pub fn run(args: SpeakArgs) -> anyhow::Result<()> {
             let mut out = stdout.lock();
             speak_to(&kokoro, &text, &opts, format, &mut out, &mut progress)?
         }
-        Some(path) => {
-            // Written beside the target and renamed at the end: a failure leaves no
-            // half-written file under the asked name.
-            let partial = path.with_extension(format!("{}.part", format.as_str()));
-            let mut file = std::fs::File::create(&partial)
-                .with_context(|| format!("cannot create {}", partial.display()))?;
-            let result = speak_to(&kokoro, &text, &opts, format, &mut file, &mut progress)
-                .and_then(|summary| {
-                    if format == AudioFormat::Wav {
-                        patch_wav_sizes(&mut file, summary.audio_bytes)
-                            .map_err(|e| omni::Error::io(&partial, e))?;
-                    }
-                    Ok(summary)
-                });
-            drop(file);
-            match result {
-                Ok(summary) => {
-                    std::fs::rename(&partial, path)
-                        .with_context(|| format!("cannot write {}", path.display()))?;
-                    summary
-                }
-                Err(e) => {
-                    let _ = std::fs::remove_file(&partial);
-                    return Err(e.into());
-                }
-            }
-        }
+        Some(path) => speak_to_file(&kokoro, &text, &opts, format, path, &mut progress)?,
     };
     bar.finish_and_clear();
     let target = output
@@ -185,6 +158,40 @@ pub fn run(args: SpeakArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Speaks `text` into the file `path`. It is written beside the target and renamed at the
+/// end, so a failure leaves no half-written file under the asked name.
+pub fn speak_to_file(
+    kokoro: &Kokoro,
+    text: &str,
+    opts: &SpeechOptions,
+    format: AudioFormat,
+    path: &Path,
+    progress: &mut dyn FnMut(&SpeechChunk),
+) -> anyhow::Result<SpeechSummary> {
+    let partial = path.with_extension(format!("{}.part", format.as_str()));
+    let mut file = std::fs::File::create(&partial)
+        .with_context(|| format!("cannot create {}", partial.display()))?;
+    let result = speak_to(kokoro, text, opts, format, &mut file, progress).and_then(|summary| {
+        if format == AudioFormat::Wav {
+            patch_wav_sizes(&mut file, summary.audio_bytes)
+                .map_err(|e| omni::Error::io(&partial, e))?;
+        }
+        Ok(summary)
+    });
+    drop(file);
+    match result {
+        Ok(summary) => {
+            std::fs::rename(&partial, path)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            Ok(summary)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            Err(e.into())
+        }
+    }
 }
 
 /// Runs `omni voices`.
@@ -227,7 +234,11 @@ pub fn run_voices(args: VoicesArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// All cores: ONNX Runtime's intra-op pool scales to both on this kind of machine.
-fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+/// Loads a Kokoro model by name or directory on `threads` threads (default: all cores).
+pub fn load_kokoro(model: &str, threads: Option<usize>) -> anyhow::Result<Kokoro> {
+    let threads =
+        threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let dir = omni::models::resolve(model)?;
+    Kokoro::load(&dir, threads)
+        .with_context(|| format!("cannot load the text-to-speech model `{model}`"))
 }

@@ -1,11 +1,15 @@
-//! Text to speech into a file, a pipe or an HTTP body: Kokoro's chunks encoded as they come.
+//! Text to speech into a file, a pipe or an HTTP body (Kokoro's chunks encoded as they
+//! come), and how intelligible the result is to Whisper.
 
 use std::io::Write;
 
 use serde::Serialize;
 
+use crate::encoder::whisper::Whisper;
 use crate::generator::speech::{Kokoro, SpeechChunk, SpeechOptions};
-use crate::modality::audio::{AudioEncoder, AudioFormat};
+use crate::modality::audio::{AudioEncoder, AudioFormat, SAMPLE_RATE as WHISPER_RATE, resample};
+use crate::tasks::mllm_train::word_edits;
+use crate::tasks::transcribe::{TranscribeOptions, transcribe_samples};
 use crate::{Error, Result};
 
 /// What was spoken.
@@ -69,4 +73,76 @@ pub fn speak_samples(kokoro: &Kokoro, text: &str, opts: &SpeechOptions) -> Resul
         samples.extend(chunk?.samples);
     }
     Ok(samples)
+}
+
+/// Ten plain sentences (no numbers, no homophone compounds) for measuring how well
+/// synthesised speech is understood.
+pub const TEST_SENTENCES: [&str; 10] = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Please call Stella and ask her to bring these things with her from the store.",
+    "Birds sing loudly in the garden every summer morning.",
+    "A rainbow is a division of white light into many beautiful colors.",
+    "The museum opens early on weekends, so we should arrive before noon.",
+    "Reading books before bed helps many people fall asleep faster.",
+    "The weather forecast says it will rain heavily tomorrow afternoon.",
+    "Our team finished the project ahead of schedule and under budget.",
+    "Could you tell me the way to the nearest train station?",
+    "Fresh bread from the bakery smells wonderful in the morning.",
+];
+
+/// How well Whisper understood one voice: its word error rate over the sentences.
+#[derive(Debug, Clone, Serialize)]
+pub struct VoiceWer {
+    pub voice: String,
+    /// Word edits / reference words, over all sentences.
+    pub wer: f64,
+    pub edits: usize,
+    pub words: usize,
+    /// (sentence, what Whisper heard) where they differ.
+    pub misheard: Vec<(String, String)>,
+}
+
+/// Speaks each sentence in each voice, transcribes it with `whisper` (as English) and
+/// scores the transcripts (lower case, punctuation ignored). `progress` is told each finished pair.
+pub fn intelligibility(
+    kokoro: &Kokoro,
+    whisper: &Whisper,
+    voices: &[String],
+    sentences: &[&str],
+    progress: &mut dyn FnMut(),
+) -> Result<Vec<VoiceWer>> {
+    // The sentences are English: a multilingual Whisper would otherwise guess the
+    // language from the (Japanese) voices' accent.
+    let listen = TranscribeOptions {
+        language: Some("en".into()),
+        ..TranscribeOptions::default()
+    };
+    let mut results = Vec::with_capacity(voices.len());
+    for voice in voices {
+        let opts = SpeechOptions {
+            voice: voice.clone(),
+            ..SpeechOptions::default()
+        };
+        let (mut edits, mut words, mut misheard) = (0, 0, Vec::new());
+        for sentence in sentences {
+            let audio = speak_samples(kokoro, sentence, &opts)?;
+            let audio = resample(&audio, kokoro.sample_rate(), WHISPER_RATE)?;
+            let heard = transcribe_samples(whisper, &audio, &listen, &mut |_| {})?;
+            let (e, w) = word_edits(sentence, &heard.text);
+            if e > 0 {
+                misheard.push((sentence.to_string(), heard.text));
+            }
+            edits += e;
+            words += w;
+            progress();
+        }
+        results.push(VoiceWer {
+            voice: voice.clone(),
+            wer: edits as f64 / words.max(1) as f64,
+            edits,
+            words,
+            misheard,
+        });
+    }
+    Ok(results)
 }
