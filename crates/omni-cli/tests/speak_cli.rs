@@ -1,0 +1,338 @@
+//! `omni speak`, `omni voices` and `omni chat --voice`: audio files and pipes, clear
+//! one-line errors on bad input, long text streamed in bounded memory, and a spoken
+//! round trip through Whisper and the chat model.
+
+#[path = "../../omni/tests/common/mod.rs"]
+mod common;
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Instant;
+
+use common::temp_dir;
+
+fn omni(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_omni"))
+        .args(args)
+        .output()
+        .expect("run omni")
+}
+
+fn kokoro_present() -> bool {
+    common::model_dir("kokoro-82m", "libonnxruntime.so.1.32.0").is_some()
+}
+
+/// Exit code 1 and one stderr line `error: …` that says `cause`.
+fn assert_clear_error(out: &Output, cause: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {stderr}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    assert!(lines[0].contains(cause), "says {cause}: {stderr}");
+    println!("{}", lines[0]);
+}
+
+#[test]
+fn speaks_to_wav_flac_pcm_and_pipes() {
+    if !kokoro_present() {
+        return;
+    }
+    let dir = temp_dir("speak-formats");
+    let text = "Good morning. The train leaves at 7:45 and costs $3.50!";
+    let wav = dir.join("out.wav");
+    let out = omni(&["speak", text, "-o", wav.to_str().unwrap(), "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["chunks"], 2, "{summary}");
+    assert!(summary["duration"].as_f64().unwrap() > 2.0, "{summary}");
+    let bytes = std::fs::read(&wav).unwrap();
+    assert_eq!(&bytes[..4], b"RIFF");
+    let data = u32::from_le_bytes(bytes[40..44].try_into().unwrap()) as usize;
+    assert_eq!(data, bytes.len() - 44, "sizes patched after streaming");
+    assert_eq!(data as u64, summary["audio_bytes"].as_u64().unwrap());
+
+    let flac = dir.join("out.flac");
+    let out = omni(&["speak", "A flac file.", "-o", flac.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(&std::fs::read(&flac).unwrap()[..4], b"fLaC");
+
+    // No -o and a pipe on stdout: the audio goes to the pipe; text from stdin.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_omni"))
+        .args([
+            "speak", "--format", "pcm", "--voice", "nova", "--speed", "1.3",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"Read from standard input.")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stdout.len() > 24_000 && out.stdout.len() % 2 == 0,
+        "{}",
+        out.stdout.len()
+    );
+    assert_ne!(&out.stdout[..4], b"RIFF");
+}
+
+#[test]
+fn bad_input_gets_one_clear_line_and_no_file() {
+    if !kokoro_present() {
+        return;
+    }
+    let dir = temp_dir("speak-bad");
+    let target = dir.join("never.wav");
+    let o = target.to_str().unwrap();
+    for (args, cause) in [
+        (vec!["speak", "", "-o", o], "the text to speak is empty"),
+        (
+            vec!["speak", "   \n", "-o", o],
+            "the text to speak is empty",
+        ),
+        (vec!["speak", "?!… ;", "-o", o], "nothing to speak"),
+        (vec!["speak", "🎉👍🎉", "-o", o], "nothing to speak"),
+        (
+            vec!["speak", "hello", "-o", o, "--voice", "af_heart"],
+            "unknown voice `af_heart`",
+        ),
+        (
+            vec!["speak", "hello", "-o", o, "--voice", "jf_alpha:x"],
+            "bad weight",
+        ),
+        (
+            vec!["speak", "hello", "-o", o, "--speed", "9"],
+            "speed 9 is out of range",
+        ),
+        (
+            vec!["speak", "hello", "-o", o, "--format", "mp3"],
+            "unsupported audio format `mp3`",
+        ),
+    ] {
+        let out = omni(&args);
+        assert_clear_error(&out, cause);
+    }
+    let mp3 = dir.join("out.mp3");
+    assert_clear_error(
+        &omni(&["speak", "hello", "-o", mp3.to_str().unwrap()]),
+        "--format",
+    );
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    assert!(left.is_empty(), "no file (nor .part) is left: {left:?}");
+}
+
+#[test]
+fn missing_espeak_is_named_with_a_fix() {
+    if !kokoro_present() {
+        return;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_omni"))
+        .args(["speak", "hello", "-o", "/dev/null"])
+        .env("OMNI_ESPEAK", "/nonexistent/espeak-ng")
+        .output()
+        .unwrap();
+    assert_clear_error(&out, "apt install espeak-ng");
+}
+
+#[test]
+fn corrupted_model_file_is_reported_not_run() {
+    let Some(real) = common::model_dir("kokoro-82m", "libonnxruntime.so.1.32.0") else {
+        return;
+    };
+    // A scratch store whose model file has the right size but wrong bytes.
+    let home = temp_dir("speak-corrupt");
+    let dir = home.join("models/kokoro-82m");
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(&real).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap();
+        if name == "kokoro-v1.0.int8.onnx" {
+            let file = std::fs::File::create(dir.join(name)).unwrap();
+            file.set_len(path.metadata().unwrap().len()).unwrap();
+        } else {
+            std::os::unix::fs::symlink(&path, dir.join(name)).unwrap();
+        }
+    }
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_omni"))
+            .args(args)
+            .env("OMNI_HOME", &home)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["speak", "hello", "-o", "/dev/null"]);
+    assert_clear_error(&out, "kokoro-v1.0.int8.onnx");
+    let out = run(&["models", "verify", "kokoro-82m"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("sha256"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// Current resident memory of a process, in MiB.
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+#[test]
+fn long_text_streams_in_bounded_memory() {
+    if !kokoro_present() {
+        return;
+    }
+    // ~100 kB of varied prose: hours of speech. The first audio must come out long before
+    // the text could all be spoken, and memory must not grow with the text.
+    let sentences = [
+        "The river wound slowly through the valley, past farms and quiet villages.",
+        "On the third day, the travellers reached a bridge that nobody had crossed in years.",
+        "Is it safe, asked the youngest, looking at the rotten planks?",
+        "Nobody answered; the wind carried the sound of bells from far away.",
+    ];
+    let mut text = String::new();
+    while text.len() < 100_000 {
+        for s in &sentences {
+            text.push_str(s);
+            text.push(' ');
+        }
+        text.push('\n');
+    }
+    let start = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_omni"))
+        .args(["speak", "--format", "pcm", "-t", "2"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(text.as_bytes()));
+    let mut stdout = child.stdout.take().unwrap();
+    // Read 12 s of audio (24 kHz, 16-bit): several sentence chunks.
+    let want = 24_000 * 2 * 12;
+    let mut got = 0;
+    let mut first_audio = None;
+    let mut peak = 0.0f64;
+    let mut buf = vec![0u8; 1 << 16];
+    while got < want {
+        let n = stdout.read(&mut buf).unwrap();
+        assert!(n > 0, "omni speak ended after {got} bytes");
+        first_audio.get_or_insert(start.elapsed());
+        got += n;
+        peak = peak.max(rss_mib(child.id()));
+    }
+    let elapsed = start.elapsed();
+    child.kill().unwrap();
+    let _ = child.wait();
+    let _ = writer.join();
+    println!(
+        "first audio after {:.2} s, 12 s of audio after {:.2} s, peak RSS {peak:.0} MiB",
+        first_audio.unwrap().as_secs_f64(),
+        elapsed.as_secs_f64()
+    );
+    assert!(peak > 0.0 && peak < 1024.0, "peak RSS {peak:.0} MiB");
+}
+
+#[test]
+fn voices_are_listed_with_openai_names() {
+    if !kokoro_present() {
+        return;
+    }
+    let out = omni(&["voices"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("jm_kumo (default)") && text.contains("alloy"),
+        "{text}"
+    );
+    let out = omni(&["voices", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["voices"].as_array().unwrap().len(), 5, "{v}");
+    assert_eq!(v["openai_aliases"]["onyx"], "jm_kumo");
+}
+
+#[test]
+fn voice_chat_hears_answers_and_speaks() {
+    if !kokoro_present()
+        || common::model_dir("whisper-base", "model.bin").is_none()
+        || common::model_dir("smollm2-135m-instruct", "SmolLM2-135M-Instruct.Q4_1.gguf").is_none()
+    {
+        return;
+    }
+    let dir = temp_dir("voice-chat");
+    let question = dir.join("question.wav");
+    let out = omni(&[
+        "speak",
+        "What is the capital of France?",
+        "-o",
+        question.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_omni"))
+        .args([
+            "chat",
+            "--voice",
+            "--reply-dir",
+            dir.to_str().unwrap(),
+            "--max-tokens",
+            "24",
+        ])
+        .args(["--temperature", "0"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let line = format!("/audio {}\n", question.display());
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(line.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("(heard: What is the capital of France?)"),
+        "{stderr}"
+    );
+    let reply = String::from_utf8_lossy(&out.stdout);
+    assert!(!reply.trim().is_empty(), "a text reply");
+    let spoken = dir.join("reply-1.wav");
+    assert!(stderr.contains("(spoken:"), "{stderr}");
+    assert!(
+        Path::new(&spoken).metadata().unwrap().len() > 24_000,
+        "reply audio written"
+    );
+}
