@@ -1,11 +1,13 @@
-//! The OpenAI-compatible API with the real models: chat (text, image, audio, streaming),
-//! embeddings (texts and images), transcriptions, search, models, health and metrics.
+//! The OpenAI-compatible API with the real models: chat (text, image, audio, streaming,
+//! spoken replies), embeddings (texts and images), transcriptions, speech, search, models,
+//! health and metrics.
 
 mod common;
 
 use axum::body::Body;
 use axum::http::Request;
 use common::*;
+use base64::Engine as _;
 use serde_json::{Value, json};
 
 fn chat_body(content: Value) -> Value {
@@ -314,7 +316,8 @@ async fn models_health_metrics_and_page() {
     assert!(
         ids.contains(&"smollm2-135m-instruct")
             && ids.contains(&"all-minilm-l6-v2")
-            && ids.contains(&"whisper-tiny.en"),
+            && ids.contains(&"whisper-tiny.en")
+            && ids.contains(&"kokoro-82m"),
         "{ids:?}"
     );
     assert_eq!(get(&state, "/health").await.json()["status"], "ok");
@@ -374,4 +377,88 @@ async fn search_sees_files_indexed_while_serving() {
     .await;
     let top = r.json()["data"][0].clone();
     assert!(top["path"].as_str().unwrap().ends_with("tea.txt"), "{top}");
+}
+
+/// Transcribes WAV bytes through the server's own Whisper endpoint.
+async fn transcribe(state: &std::sync::Arc<omni_server::AppState>, wav: Vec<u8>) -> String {
+    let (ct, body) = multipart(&[("model", "whisper-1")], Some(("speech.wav", wav)));
+    let r = post_raw(state, "/v1/audio/transcriptions", &ct, body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["text"].as_str().unwrap().to_lowercase()
+}
+
+#[tokio::test]
+async fn speech_streams_audio_that_whisper_understands() {
+    let Some(state) = full_state() else { return };
+    let body = json!({
+        "model": "tts-1", "voice": "onyx", "response_format": "wav",
+        "input": "The bakery opens early. Fresh bread every morning!",
+    });
+    let r = post_json(&state, "/v1/audio/speech", &body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.headers["content-type"], "audio/wav");
+    assert_eq!(&r.body[..4], b"RIFF");
+    assert!(r.body.len() > 24_000 * 2 * 2, "two sentences of audio: {}", r.body.len());
+    let heard = transcribe(&state, r.body).await;
+    assert!(heard.contains("bakery") && heard.contains("bread"), "{heard}");
+    for (format, magic) in [("flac", &b"fLaC"[..]), ("pcm", &[][..])] {
+        let body = json!({"model": "kokoro-82m", "input": "Hi there.", "response_format": format, "speed": 1.2});
+        let r = post_json(&state, "/v1/audio/speech", &body).await;
+        assert_eq!(r.status, 200, "{format}: {}", r.text());
+        assert!(r.body.starts_with(magic) && r.body.len() > 10_000, "{format}");
+    }
+}
+
+#[tokio::test]
+async fn speech_refuses_bad_requests() {
+    let Some(state) = full_state() else { return };
+    let speak = |fields: Value| {
+        let mut body = json!({"model": "tts-1", "input": "hello"});
+        body.as_object_mut().unwrap().extend(fields.as_object().unwrap().clone());
+        body
+    };
+    for (fields, status, words) in [
+        (json!({"input": ""}), 400, "input is empty"),
+        (json!({"input": "🎉 ... !!"}), 400, "nothing to speak"),
+        (json!({"voice": "bogus"}), 400, "unknown voice `bogus`"),
+        (json!({"response_format": "mp3"}), 400, "unsupported audio format `mp3`"),
+        (json!({"speed": 10.0}), 400, "out of range"),
+        (json!({"model": "tts-2"}), 404, "does not exist"),
+        (json!({"stream_format": "sse"}), 400, "stream_format"),
+    ] {
+        let r = post_json(&state, "/v1/audio/speech", &speak(fields.clone())).await;
+        let message = r.error(status);
+        assert!(message.contains(words), "{fields}: {message}");
+    }
+}
+
+#[tokio::test]
+async fn chat_replies_with_audio_when_asked() {
+    let Some(state) = full_state() else { return };
+    let mut body = chat_body(json!("Say hello."));
+    body["modalities"] = json!(["text", "audio"]);
+    body["audio"] = json!({"voice": "alloy", "format": "wav"});
+    let r = post_json(&state, "/v1/chat/completions", &body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let message = &r.json()["choices"][0]["message"];
+    assert!(message["content"].is_null(), "{message}");
+    let transcript = message["audio"]["transcript"].as_str().unwrap();
+    assert!(!transcript.trim().is_empty(), "{message}");
+    let wav = base64::engine::general_purpose::STANDARD
+        .decode(message["audio"]["data"].as_str().unwrap())
+        .unwrap();
+    let data = u32::from_le_bytes(wav[40..44].try_into().unwrap()) as usize;
+    assert_eq!(data, wav.len() - 44, "a complete WAV file");
+    let heard = transcribe(&state, wav).await;
+    let first_word = transcript.split_whitespace().next().unwrap().to_lowercase();
+    let first_word: String = first_word.chars().filter(|c| c.is_alphanumeric()).collect();
+    assert!(heard.contains(&first_word), "said {transcript:?}, heard {heard:?}");
+    // Spoken replies are not streamed; an unknown modality is named.
+    body["stream"] = json!(true);
+    let msg = post_json(&state, "/v1/chat/completions", &body).await.error(400);
+    assert!(msg.contains("stream: false"), "{msg}");
+    body["stream"] = json!(false);
+    body["modalities"] = json!(["text", "video"]);
+    let msg = post_json(&state, "/v1/chat/completions", &body).await.error(400);
+    assert!(msg.contains("modality `video`"), "{msg}");
 }

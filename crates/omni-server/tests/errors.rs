@@ -318,6 +318,7 @@ fn long_state() -> Option<Arc<AppState>> {
             let config = ServerConfig {
                 embedding_models: Vec::new(),
                 whisper_model: None,
+                speech_model: None,
                 limits,
                 ..ServerConfig::default()
             };
@@ -392,6 +393,7 @@ fn busy_state() -> Option<Arc<AppState>> {
             let config = ServerConfig {
                 embedding_models: Vec::new(),
                 whisper_model: None,
+                speech_model: None,
                 limits,
                 ..ServerConfig::default()
             };

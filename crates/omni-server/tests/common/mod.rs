@@ -123,6 +123,7 @@ pub fn inputs() -> Option<PathBuf> {
         ("all-minilm-l6-v2", ""),
         ("efficientnet-lite0", ""),
         ("whisper-tiny.en", ""),
+        ("kokoro-82m", "libonnxruntime.so.1.32.0"),
     ];
     let mut ok = true;
     for (name, marker) in models {
@@ -200,6 +201,7 @@ pub fn bare_config(keys: &[&str]) -> ServerConfig {
         chat_model: None,
         embedding_models: Vec::new(),
         whisper_model: None,
+        speech_model: None,
         api_keys: keys.iter().map(|k| k.to_string()).collect(),
         limits: test_limits(),
         ..ServerConfig::default()

@@ -238,6 +238,38 @@ def main():
         return short(text)
     check("transcription vtt", tr_vtt)
 
+    # ---- speech ----
+    def speech_stream():
+        with client.audio.speech.with_streaming_response.create(
+                model="tts-1", voice="alloy", response_format="wav",
+                input="Speech from omni. It streams as it is spoken.") as resp:
+            chunks = list(resp.iter_bytes())
+        audio = b"".join(chunks)
+        assert audio[:4] == b"RIFF", f"not a WAV: {audio[:8]!r}"
+        assert len(audio) > 48000, f"only {len(audio)} bytes"
+        return f"{len(audio)} bytes in {len(chunks)} chunks"
+    check("speech (streamed wav)", speech_stream)
+
+    def speech_mp3_refused():
+        try:
+            client.audio.speech.create(model="tts-1", voice="alloy", input="hi", response_format="mp3")
+        except openai.BadRequestError as e:
+            assert "mp3" in str(e), str(e)
+            return "BadRequestError"
+        raise AssertionError("mp3 was accepted")
+    check("speech mp3 -> BadRequestError", speech_mp3_refused)
+
+    def chat_spoken():
+        r = client.chat.completions.create(
+            model=models["chat"], max_tokens=MAX_TOKENS, modalities=["text", "audio"],
+            audio={"voice": "nova", "format": "wav"},
+            messages=[{"role": "user", "content": "Say hello."}])
+        audio = r.choices[0].message.audio
+        data = base64.b64decode(audio.data)
+        assert data[:4] == b"RIFF" and audio.transcript.strip(), audio
+        return f"{len(data)} bytes: {short(audio.transcript)}"
+    check("chat with a spoken reply (modalities text+audio)", chat_spoken)
+
     # ---- errors ----
     def unknown_model():
         try:
