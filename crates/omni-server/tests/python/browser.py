@@ -66,7 +66,9 @@ def run(page, args, report):
         raise Failure(f"{args.expect!r} not among the top 3 results {names}")
     report.append(f"ok   {args.expect!r} in the top 3")
 
-    # ---- chat with an image, streamed ----
+    # ---- chat with an image, streamed, the reply spoken ----
+    page.wait_for_selector("#speak-box:not([hidden])", timeout=10_000)
+    page.check("#chat-speak")
     page.set_input_files("#chat-attach", args.image)
     page.fill("#chat-input", "What is in this picture?")
     page.evaluate(OBSERVE)
@@ -88,6 +90,9 @@ def run(page, args, report):
         raise Failure("the assistant bubble is empty")
     if user_imgs < 1:
         raise Failure("the user bubble shows no thumbnail of the attached image")
+    if page.locator("#messages .assistant").last.locator("audio").count() < 1:
+        raise Failure("'Speak replies' is on but the reply has no audio player")
+    report.append("ok   the reply was spoken (an audio player under it)")
     growth, prev = [], 0
     for o in obs:
         if o["done"]:
