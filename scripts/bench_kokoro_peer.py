@@ -12,7 +12,8 @@ Each chunk is one `session.run` with tokens [0, *ids, 0], style = voice[len(ids)
 speed; chunks of more than 510 ids are refused (the model's limit).
 
 For each thread count (intra_op_num_threads; inter_op 1): session load time, then after one
-warm-up pass over all chunks, --repeats timed passes; reports the best pass:
+warm-up pass over all chunks (none with --no-warmup), --repeats timed passes; reports the
+best pass:
   first chunk  time from the start until the first chunk's audio is out (time to first chunk)
   total        synthesis time of all chunks; audio = seconds of audio produced
   RTF          total / audio (below 1 is faster than real time)
@@ -80,6 +81,8 @@ def main():
     ap.add_argument("--speed", type=float, default=1.0)
     ap.add_argument("--threads", default="1,2", help="comma-separated intra-op thread counts")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--no-warmup", action="store_true",
+                    help="time the first pass (a cold session, like one `omni speak` run)")
     args = ap.parse_args()
 
     vocab = json.loads((MODELS / "vocab.json").read_text())["vocab"]
@@ -96,7 +99,8 @@ def main():
         sess = ort.InferenceSession(str(MODELS / "kokoro-v1.0.int8.onnx"), sess_options=opts,
                                     providers=["CPUExecutionProvider"])
         load = time.perf_counter() - t0
-        synthesize(sess, chunks, pack, args.speed)  # warm-up
+        if not args.no_warmup:
+            synthesize(sess, chunks, pack, args.speed)
         runs = [synthesize(sess, chunks, pack, args.speed) for _ in range(args.repeats)]
         first, total, samples = min(runs, key=lambda r: r[1])
         audio_s = samples / SAMPLE_RATE

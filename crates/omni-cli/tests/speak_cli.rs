@@ -90,7 +90,7 @@ fn speaks_to_wav_flac_pcm_and_pipes() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        out.stdout.len() > 24_000 && out.stdout.len() % 2 == 0,
+        out.stdout.len() > 24_000 && out.stdout.len().is_multiple_of(2),
         "{}",
         out.stdout.len()
     );

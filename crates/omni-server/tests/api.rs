@@ -6,8 +6,8 @@ mod common;
 
 use axum::body::Body;
 use axum::http::Request;
-use common::*;
 use base64::Engine as _;
+use common::*;
 use serde_json::{Value, json};
 
 fn chat_body(content: Value) -> Value {
@@ -398,14 +398,24 @@ async fn speech_streams_audio_that_whisper_understands() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.headers["content-type"], "audio/wav");
     assert_eq!(&r.body[..4], b"RIFF");
-    assert!(r.body.len() > 24_000 * 2 * 2, "two sentences of audio: {}", r.body.len());
+    assert!(
+        r.body.len() > 24_000 * 2 * 2,
+        "two sentences of audio: {}",
+        r.body.len()
+    );
     let heard = transcribe(&state, r.body).await;
-    assert!(heard.contains("bakery") && heard.contains("bread"), "{heard}");
+    assert!(
+        heard.contains("bakery") && heard.contains("bread"),
+        "{heard}"
+    );
     for (format, magic) in [("flac", &b"fLaC"[..]), ("pcm", &[][..])] {
         let body = json!({"model": "kokoro-82m", "input": "Hi there.", "response_format": format, "speed": 1.2});
         let r = post_json(&state, "/v1/audio/speech", &body).await;
         assert_eq!(r.status, 200, "{format}: {}", r.text());
-        assert!(r.body.starts_with(magic) && r.body.len() > 10_000, "{format}");
+        assert!(
+            r.body.starts_with(magic) && r.body.len() > 10_000,
+            "{format}"
+        );
     }
 }
 
@@ -414,14 +424,20 @@ async fn speech_refuses_bad_requests() {
     let Some(state) = full_state() else { return };
     let speak = |fields: Value| {
         let mut body = json!({"model": "tts-1", "input": "hello"});
-        body.as_object_mut().unwrap().extend(fields.as_object().unwrap().clone());
+        body.as_object_mut()
+            .unwrap()
+            .extend(fields.as_object().unwrap().clone());
         body
     };
     for (fields, status, words) in [
         (json!({"input": ""}), 400, "input is empty"),
         (json!({"input": "🎉 ... !!"}), 400, "nothing to speak"),
         (json!({"voice": "bogus"}), 400, "unknown voice `bogus`"),
-        (json!({"response_format": "mp3"}), 400, "unsupported audio format `mp3`"),
+        (
+            json!({"response_format": "mp3"}),
+            400,
+            "unsupported audio format `mp3`",
+        ),
         (json!({"speed": 10.0}), 400, "out of range"),
         (json!({"model": "tts-2"}), 404, "does not exist"),
         (json!({"stream_format": "sse"}), 400, "stream_format"),
@@ -452,13 +468,20 @@ async fn chat_replies_with_audio_when_asked() {
     let heard = transcribe(&state, wav).await;
     let first_word = transcript.split_whitespace().next().unwrap().to_lowercase();
     let first_word: String = first_word.chars().filter(|c| c.is_alphanumeric()).collect();
-    assert!(heard.contains(&first_word), "said {transcript:?}, heard {heard:?}");
+    assert!(
+        heard.contains(&first_word),
+        "said {transcript:?}, heard {heard:?}"
+    );
     // Spoken replies are not streamed; an unknown modality is named.
     body["stream"] = json!(true);
-    let msg = post_json(&state, "/v1/chat/completions", &body).await.error(400);
+    let msg = post_json(&state, "/v1/chat/completions", &body)
+        .await
+        .error(400);
     assert!(msg.contains("stream: false"), "{msg}");
     body["stream"] = json!(false);
     body["modalities"] = json!(["text", "video"]);
-    let msg = post_json(&state, "/v1/chat/completions", &body).await.error(400);
+    let msg = post_json(&state, "/v1/chat/completions", &body)
+        .await
+        .error(400);
     assert!(msg.contains("modality `video`"), "{msg}");
 }

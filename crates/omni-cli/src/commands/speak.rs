@@ -54,7 +54,7 @@ pub struct SpeakArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Print the Kokoro phonemes of the text instead of speaking it.
+    /// Print the Kokoro phonemes of the text instead of speaking it, one line per utterance.
     #[arg(long)]
     pub phonemes: bool,
 }
@@ -107,7 +107,9 @@ pub fn run(args: SpeakArgs) -> anyhow::Result<()> {
     };
     let kokoro = load_kokoro(&args.model, args.threads.map(usize::from))?;
     if args.phonemes {
-        println!("{}", kokoro.phonemize(&text)?);
+        for (_, phonemes) in kokoro.phonemize(&text)? {
+            println!("{phonemes}");
+        }
         return Ok(());
     }
     let opts = SpeechOptions {

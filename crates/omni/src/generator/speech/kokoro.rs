@@ -90,9 +90,16 @@ impl Kokoro {
         self.model.sample_rate()
     }
 
-    /// The Kokoro phonemes of `text` (normalised first).
-    pub fn phonemize(&self, text: &str) -> Result<String> {
-        self.g2p.phonemize(&normalize(text))
+    /// The utterances `text` is spoken as: each chunk's normalised text and its Kokoro
+    /// phonemes, as [`Kokoro::stream`] would synthesise them.
+    pub fn phonemize(&self, text: &str) -> Result<Vec<(String, String)>> {
+        let mut chunks = Vec::new();
+        for (sentence, _) in split_sentences(&normalize(text)) {
+            for (text, phonemes, _) in self.fit(&sentence)? {
+                chunks.push((text, phonemes));
+            }
+        }
+        Ok(chunks)
     }
 
     /// Vocabulary ids of a phoneme string; symbols outside the vocabulary are dropped, as
