@@ -59,7 +59,12 @@ fn list_shows_the_catalogue_and_cache_state() {
         .collect();
     assert_eq!(
         defaults,
-        ["smollm2-135m-instruct", "whisper-tiny.en", "whisper-base"]
+        [
+            "smollm2-135m-instruct",
+            "whisper-tiny.en",
+            "whisper-base",
+            "kokoro-82m"
+        ]
     );
     assert!(items.iter().all(|m| m["status"] == "absent"));
 

@@ -343,7 +343,12 @@ parts = [{{ package = "p", version = "1", member = "p/x.bin" }}]
         let defaults: Vec<&str> = catalog.defaults().map(|m| m.name.as_str()).collect();
         assert_eq!(
             defaults,
-            ["smollm2-135m-instruct", "whisper-tiny.en", "whisper-base"]
+            [
+                "smollm2-135m-instruct",
+                "whisper-tiny.en",
+                "whisper-base",
+                "kokoro-82m"
+            ]
         );
         let base = catalog.get("whisper-base").unwrap();
         let bin = base.files.iter().find(|f| f.name == "model.bin").unwrap();
@@ -353,6 +358,12 @@ parts = [{{ package = "p", version = "1", member = "p/x.bin" }}]
         assert_eq!(kokoro.kind, ModelKind::Tts);
         assert_eq!(kokoro.files[0].parts.len(), 4);
         assert!(kokoro.files[0].sha256.starts_with("6e742170"));
+        let runtime = kokoro
+            .files
+            .iter()
+            .find(|f| f.name.starts_with("libonnxruntime"))
+            .unwrap();
+        assert_eq!(runtime.parts[0].package, "onnxruntime");
         for name in [
             "all-minilm-l6-v2",
             "efficientnet-lite0",
