@@ -50,6 +50,8 @@ impl KokoroOnnx {
             .map_err(fail)?
             .with_intra_threads(threads.max(1))
             .map_err(|e| fail(e.into()))?
+            .with_inter_threads(1)
+            .map_err(|e| fail(e.into()))?
             .commit_from_file(model)
             .map_err(fail)?;
         Ok(KokoroOnnx {
