@@ -101,16 +101,6 @@ fn run_script(python: &Path, name: &str, args: &[&str]) -> String {
     stdout
 }
 
-/// Peak resident memory of a process, in MiB.
-fn peak_rss_mib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb / 1024)
-}
-
 #[test]
 fn serve_works_with_openai_clients_a_browser_and_under_load() {
     let models = [
@@ -256,7 +246,7 @@ fn serve_works_with_openai_clients_a_browser_and_under_load() {
         report["over_limit"]["flood"]["429"].as_u64().unwrap_or(0) > 0,
         "a flood past the queue gets 429: {report}"
     );
-    let peak = peak_rss_mib(pid);
+    let peak = common::peak_rss_mib(pid);
     assert!(peak < 4096, "the server peaked at {peak} MiB");
     eprintln!("server peak RSS: {peak} MiB");
 

@@ -3,7 +3,7 @@
 #[path = "../../omni/tests/common/mod.rs"]
 mod common;
 
-use common::temp_dir;
+use common::{assert_clear_error, temp_dir};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -40,19 +40,6 @@ fn write_tone(path: &Path, seconds: f32) {
         b.extend_from_slice(&v.to_le_bytes());
     }
     std::fs::write(path, b).unwrap();
-}
-
-/// Exit code 1 and exactly one stderr line `error: …` naming `name` and `cause`.
-fn assert_clear_error(out: &Output, name: &str, cause: &str) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "one line: {stderr}");
-    assert!(lines[0].starts_with("error: "), "{stderr}");
-    assert!(lines[0].contains(name), "names {name}: {stderr}");
-    assert!(lines[0].contains(cause), "says {cause}: {stderr}");
-    println!("{}", lines[0]);
 }
 
 #[test]
