@@ -16,8 +16,7 @@ mod onnx;
 mod voices;
 
 pub use kokoro::{DEFAULT_VOICE, Kokoro, MAX_TOKENS, SpeechChunk, SpeechOptions, SpeechStream};
-pub use onnx::KokoroOnnx;
-pub use voices::{OPENAI_VOICES, PACK_ROWS, STYLE_DIM, Voice, VoiceBank, map_openai_voice};
+pub use voices::{OPENAI_VOICES, Voice, VoiceBank, map_openai_voice};
 
 use crate::Result;
 

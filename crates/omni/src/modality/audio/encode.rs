@@ -173,7 +173,7 @@ fn to_i16(sample: f32) -> i16 {
 }
 
 /// A 44-byte RIFF header of mono 16-bit PCM with `data_bytes` of samples.
-pub fn wav_header(sample_rate: u32, data_bytes: u32) -> [u8; 44] {
+fn wav_header(sample_rate: u32, data_bytes: u32) -> [u8; 44] {
     let mut h = [0u8; 44];
     h[0..4].copy_from_slice(b"RIFF");
     h[4..8].copy_from_slice(&data_bytes.saturating_add(36).to_le_bytes());

@@ -16,7 +16,7 @@ mod resample;
 use std::path::Path;
 
 pub use decode::{DecodedAudio, decode_bytes, decode_file};
-pub use encode::{AudioEncoder, AudioFormat, patch_wav_sizes, wav_header};
+pub use encode::{AudioEncoder, AudioFormat, patch_wav_sizes};
 pub use mel::{HOP_LENGTH, LogMel, MelExtractor, N_FFT, N_FRAMES, SAMPLE_RATE, mel_filters};
 pub use resample::resample;
 
