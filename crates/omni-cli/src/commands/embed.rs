@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use omni::encoder::ImageTextModel;
 use omni::index::Embedder;
-use omni::modality::image::{ImageSource, RgbImage};
+use omni::modality::image::ImageSource;
 use omni::tasks::text_embedding::DEFAULT_TEXT_MODEL;
 
 use super::index::load_embedder;
@@ -151,11 +151,7 @@ fn run_image(args: EmbedImageArgs) -> anyhow::Result<()> {
     let mut rows = Vec::with_capacity(args.files.len());
     for chunk in args.files.chunks(usize::from(opts.batch_size)) {
         let start = Instant::now();
-        let images = chunk
-            .iter()
-            .map(|p| model.processor().load(p))
-            .collect::<omni::Result<Vec<RgbImage>>>()?;
-        let pixels = model.processor().tensor(&images, &device)?;
+        let pixels = model.processor().load_batch(chunk, &device)?;
         t_pre += start.elapsed().as_secs_f64();
         let start = Instant::now();
         let e = model.image_embeddings(&pixels, !opts.no_normalize)?;

@@ -1,6 +1,7 @@
 //! Argument structs and the command each one runs.
 
 mod ask;
+mod bench;
 mod caption;
 mod chat;
 mod classify;
@@ -74,6 +75,9 @@ pub enum Command {
     Data(data::DataCommand),
     /// Serve the models over an OpenAI-compatible HTTP API, with a search-and-chat page.
     Serve(serve::ServeArgs),
+    /// Time omni's side of a benchmark row (scripts/bench.py runs it next to the peers).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 /// Runs the parsed command.
@@ -96,5 +100,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(command) => eval::run(command),
         Command::Serve(args) => serve::run(args),
         Command::Data(command) => data::run(command),
+        Command::Bench(command) => bench::run(command),
     }
 }

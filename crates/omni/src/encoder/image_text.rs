@@ -78,7 +78,7 @@ impl ImageTextModel {
     }
 
     /// Image files → `(N, dim)` embeddings.
-    pub fn embed_image_files<P: AsRef<Path>>(
+    pub fn embed_image_files<P: AsRef<Path> + Sync>(
         &self,
         paths: &[P],
         normalize: bool,

@@ -3,7 +3,9 @@
 pub mod bert;
 pub mod clip;
 pub mod efficientnet;
+pub(crate) mod fused;
 pub mod image_text;
+pub(crate) mod ops;
 pub mod siglip;
 pub mod whisper;
 

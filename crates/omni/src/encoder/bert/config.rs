@@ -5,9 +5,9 @@
 
 use std::path::Path;
 
-use candle_transformers::models::bert;
 use serde::Deserialize;
 
+use crate::encoder::ops::Activation;
 use crate::{Error, Result};
 
 /// `config.json` of a HF `BertModel`; defaults are those of `transformers.BertConfig`.
@@ -110,39 +110,18 @@ impl BertConfig {
         Ok(config)
     }
 
-    fn activation(&self, path: &Path) -> Result<bert::HiddenAct> {
+    /// The feed-forward activation `hidden_act` names.
+    pub(crate) fn activation(&self, path: &Path) -> Result<Activation> {
         Ok(match self.hidden_act.as_str() {
-            "gelu" => bert::HiddenAct::Gelu,
-            "gelu_new" | "gelu_pytorch_tanh" => bert::HiddenAct::GeluApproximate,
-            "relu" => bert::HiddenAct::Relu,
+            "gelu" => Activation::GeluErf,
+            "gelu_new" | "gelu_pytorch_tanh" => Activation::GeluTanh,
+            "relu" => Activation::Relu,
             other => {
                 return Err(Error::model_file(
                     path,
                     format!("hidden_act `{other}` is not supported (gelu, gelu_new, relu)"),
                 ));
             }
-        })
-    }
-
-    /// The configuration of candle-transformers' `BertModel`.
-    pub(crate) fn to_candle(&self, path: &Path) -> Result<bert::Config> {
-        Ok(bert::Config {
-            vocab_size: self.vocab_size,
-            hidden_size: self.hidden_size,
-            num_hidden_layers: self.num_hidden_layers,
-            num_attention_heads: self.num_attention_heads,
-            intermediate_size: self.intermediate_size,
-            hidden_act: self.activation(path)?,
-            hidden_dropout_prob: 0.0,
-            max_position_embeddings: self.max_position_embeddings,
-            type_vocab_size: self.type_vocab_size,
-            initializer_range: 0.02,
-            layer_norm_eps: self.layer_norm_eps,
-            pad_token_id: self.pad_token_id,
-            position_embedding_type: bert::PositionEmbeddingType::Absolute,
-            use_cache: false,
-            classifier_dropout: None,
-            model_type: Some("bert".into()),
         })
     }
 }

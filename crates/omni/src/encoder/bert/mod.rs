@@ -1,8 +1,8 @@
 //! BERT sentence embedders (Devlin et al. 2019, "BERT: Pre-training of Deep Bidirectional
 //! Transformers"; Reimers & Gurevych 2019, "Sentence-BERT") such as all-MiniLM-L6-v2.
 //! Matches `sentence-transformers` (`Transformer` → `Pooling` → `Normalize`) on the same
-//! files: the encoder is candle-transformers' `BertModel` (HF `modeling_bert.py`, same key
-//! names, erf GELU, additive `finfo.min` attention mask), followed by our pooling.
+//! files: our BERT encoder (`model.rs`, HF `modeling_bert.py` on fused kernels), followed by
+//! our pooling.
 //!
 //! ```text
 //! texts ─► WordPiece ids [b, s] (truncated to max_seq_length, padded to the longest)
@@ -13,28 +13,27 @@
 //! `sentence_bert_config.json`, `1_Pooling/config.json`, `modules.json`.
 
 mod config;
+mod model;
 mod pooling;
 mod tokenizer;
 
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
-use candle_transformers::models::bert::BertModel;
 
 pub use config::{BertConfig, Pooling, SentenceConfig};
 pub use tokenizer::{BertTokenizer, TokenBatch};
 
 use super::TextEmbedder;
-use crate::error::candle_one_line;
 use crate::{Error, Result};
+use model::BertEncoder;
 
 /// A loaded BERT sentence embedder (e.g. `all-minilm-l6-v2`).
 pub struct BertEmbedder {
     pub config: BertConfig,
     pub sentence: SentenceConfig,
     pub tokenizer: BertTokenizer,
-    model: BertModel,
+    model: BertEncoder,
     device: Device,
     dir: PathBuf,
 }
@@ -81,7 +80,7 @@ impl BertEmbedder {
             config.pad_token_id as u32,
         )?;
         let weights = dir.join("model.safetensors");
-        let model = load_weights(&weights, &config.to_candle(&config_path)?, device)?;
+        let model = BertEncoder::load(&weights, &config, config.activation(&config_path)?)?;
         Ok(Self {
             config,
             sentence,
@@ -97,9 +96,21 @@ impl BertEmbedder {
     /// # Shapes
     /// `batch.ids`, `batch.mask`: `[b, s]` → `[b, hidden_size]` f32.
     pub fn forward(&self, batch: &TokenBatch) -> Result<Tensor> {
+        let (b, seq) = batch.ids.dims2()?;
+        let flat = |t: &Tensor| t.flatten_all()?.to_vec1::<u32>();
+        let mask = flat(&batch.mask)?;
+        let lens: Vec<usize> = (0..b)
+            .map(|i| {
+                mask[i * seq..(i + 1) * seq]
+                    .iter()
+                    .map(|&m| m as usize)
+                    .sum()
+            })
+            .collect();
         let states = self
             .model
-            .forward(&batch.ids, &batch.type_ids, Some(&batch.mask))?;
+            .forward(&flat(&batch.ids)?, &flat(&batch.type_ids)?, &lens, seq)?
+            .to_device(&self.device)?;
         let pooled = match self.sentence.pooling {
             Pooling::Mean => pooling::mean(&states, &batch.mask)?,
             Pooling::Cls => states.narrow(1, 0, 1)?.squeeze(1)?,
@@ -133,33 +144,4 @@ impl TextEmbedder for BertEmbedder {
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         Ok(self.embed_tensor(texts)?.to_vec2()?)
     }
-}
-
-/// Reads `model.safetensors` into candle's `BertModel`, naming the file in every error
-/// (missing keys, wrong shapes, truncated data). The integer `embeddings.position_ids`
-/// buffer is not read.
-fn load_weights(
-    path: &Path,
-    config: &candle_transformers::models::bert::Config,
-    device: &Device,
-) -> Result<BertModel> {
-    if !path.exists() {
-        return Err(Error::model_file(
-            path,
-            "no such file (the model's weights)",
-        ));
-    }
-    let tensors = candle_core::safetensors::load(path, device).map_err(|e| {
-        Error::model_file(
-            path,
-            format!("cannot read safetensors: {}", candle_one_line(&e)),
-        )
-    })?;
-    let tensors = tensors
-        .into_iter()
-        .filter(|(_, t)| t.dtype().is_float())
-        .map(|(k, t)| Ok((k, t.to_dtype(DType::F32)?)))
-        .collect::<Result<std::collections::HashMap<_, _>>>()?;
-    let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
-    BertModel::load(vb, config).map_err(|e| Error::model_file(path, candle_one_line(&e)))
 }

@@ -5,9 +5,13 @@
 //! Reference: Vaswani et al. 2017 (attention), Radford et al. 2021 (CLIP, pre-LN ViT);
 //! transformers `models/clip/modeling_clip.py`.
 
+use std::sync::Arc;
+
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{LayerNorm, Linear, VarBuilder, layer_norm, linear};
 use serde::Deserialize;
+
+use crate::encoder::{fused, ops};
 
 /// The MLP nonlinearity, by its transformers name (`hidden_act`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -25,6 +29,15 @@ pub enum Activation {
 }
 
 impl Activation {
+    /// The same function for the fused kernels.
+    fn fused(self) -> ops::Activation {
+        match self {
+            Activation::QuickGelu => ops::Activation::QuickGelu,
+            Activation::Gelu => ops::Activation::GeluErf,
+            Activation::GeluTanh => ops::Activation::GeluTanh,
+        }
+    }
+
     pub fn apply(self, x: &Tensor) -> Result<Tensor> {
         match self {
             Activation::QuickGelu => x * candle_nn::ops::sigmoid(&(x * 1.702)?)?,
@@ -136,21 +149,129 @@ struct EncoderLayer {
     attn: Attention,
     norm2: LayerNorm,
     mlp: Mlp,
+    fused: Arc<FusedLayer>,
 }
 
 impl EncoderLayer {
     fn new(d: &EncoderDims, vb: VarBuilder) -> Result<Self> {
+        let norm1 = layer_norm(d.hidden, d.eps, vb.pp("layer_norm1"))?;
+        let attn = Attention::new(d, vb.pp("self_attn"))?;
+        let norm2 = layer_norm(d.hidden, d.eps, vb.pp("layer_norm2"))?;
+        let mlp = Mlp::new(d, vb.pp("mlp"))?;
+        let fused =
+            FusedLayer::new(&norm1, &attn, &norm2, &mlp).map_err(candle_core::Error::wrap)?;
         Ok(Self {
-            norm1: layer_norm(d.hidden, d.eps, vb.pp("layer_norm1"))?,
-            attn: Attention::new(d, vb.pp("self_attn"))?,
-            norm2: layer_norm(d.hidden, d.eps, vb.pp("layer_norm2"))?,
-            mlp: Mlp::new(d, vb.pp("mlp"))?,
+            norm1,
+            attn,
+            norm2,
+            mlp,
+            fused: Arc::new(fused),
         })
     }
 
     fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        if mask.is_none() && x.dtype() == DType::F32 && x.device().is_cpu() {
+            return self.fused.forward(x).map_err(candle_core::Error::wrap);
+        }
         let x = (x + self.attn.forward(&self.norm1.forward(x)?, mask)?)?;
         &x + self.mlp.forward(&self.norm2.forward(&x)?)?
+    }
+}
+
+/// A layer's weights as the fused kernels take them (transposed views of the same
+/// matrices, no copies), for the unmasked f32 CPU case: the image towers.
+struct FusedLayer {
+    norm1: fused::LayerNorm,
+    q: fused::Linear,
+    k: fused::Linear,
+    v: fused::Linear,
+    out: fused::Linear,
+    norm2: fused::LayerNorm,
+    fc1: fused::Linear,
+    fc2: fused::Linear,
+    heads: usize,
+    act: ops::Activation,
+}
+
+impl std::fmt::Debug for FusedLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FusedLayer").finish_non_exhaustive()
+    }
+}
+
+impl FusedLayer {
+    fn new(
+        norm1: &LayerNorm,
+        attn: &Attention,
+        norm2: &LayerNorm,
+        mlp: &Mlp,
+    ) -> crate::Result<Self> {
+        let linear = |l: &Linear| fused::Linear::new(l.weight(), l.bias());
+        Ok(Self {
+            norm1: fused::LayerNorm::from_candle(norm1)?,
+            q: linear(&attn.q)?,
+            k: linear(&attn.k)?,
+            v: linear(&attn.v)?,
+            out: linear(&attn.out)?,
+            norm2: fused::LayerNorm::from_candle(norm2)?,
+            fc1: linear(&mlp.fc1)?,
+            fc2: linear(&mlp.fc2)?,
+            heads: attn.heads,
+            act: mlp.act.fused(),
+        })
+    }
+
+    /// `x + attn(norm1(x))`, then `+ mlp(norm2(·))`, every step between the matrix
+    /// products one fused pass.
+    fn forward(&self, x: &Tensor) -> crate::Result<Tensor> {
+        let cpu = candle_core::Device::Cpu;
+        let (n, l, d) = x.dims3()?;
+        let rows = n * l;
+        let x = x.reshape((rows, d))?.contiguous()?;
+        let zeros = vec![0f32; d];
+        let h = fused::slice_of(&x, |x| {
+            fused::residual_norm(x, &zeros, None, &self.norm1, d)
+        })?;
+        let h = Tensor::from_vec(h, (rows, d), &cpu)?;
+        let (q, k, v) = (
+            self.q.product(&h)?,
+            self.k.product(&h)?,
+            self.v.product(&h)?,
+        );
+        let lens = vec![l; n];
+        let ctx = fused::slice_of(&q, |q| {
+            fused::slice_of(&k, |k| {
+                fused::slice_of(&v, |v| {
+                    let part = |data, bias| fused::Projection {
+                        data,
+                        stride: d,
+                        offset: 0,
+                        bias,
+                    };
+                    fused::attention(
+                        part(q, &self.q.bias),
+                        part(k, &self.k.bias),
+                        part(v, &self.v.bias),
+                        &lens,
+                        l,
+                        self.heads,
+                    )
+                })
+            })
+        })???;
+        let a = self.out.product(&Tensor::from_vec(ctx, (rows, d), &cpu)?)?;
+        let x = fused::slice_of(&a, |a| {
+            fused::slice_of(&x, |x| fused::add_bias_residual(a, &self.out.bias, x))
+        })??;
+        let h = fused::residual_norm(&x, &zeros, None, &self.norm2, d);
+        let u = self.fc1.product(&Tensor::from_vec(h, (rows, d), &cpu)?)?;
+        let g = fused::slice_of(&u, |u| fused::bias_activation(u, &self.fc1.bias, self.act))?;
+        let inter = self.fc1.bias.len();
+        let o = self
+            .fc2
+            .product(&Tensor::from_vec(g, (rows, inter), &cpu)?)?;
+        let y = fused::slice_of(&o, |o| fused::add_bias_residual(o, &self.fc2.bias, &x))?;
+        Ok(Tensor::from_vec(y, (n, l, d), &cpu)?)
     }
 }
 

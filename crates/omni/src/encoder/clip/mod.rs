@@ -129,7 +129,7 @@ impl ClipModel {
     }
 
     /// Decodes, preprocesses and embeds image files, (N, projection_dim).
-    pub fn embed_image_files<P: AsRef<Path>>(
+    pub fn embed_image_files<P: AsRef<Path> + Sync>(
         &self,
         paths: &[P],
         normalize: bool,

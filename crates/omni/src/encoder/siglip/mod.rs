@@ -127,7 +127,7 @@ impl SiglipModel {
     }
 
     /// Decodes, preprocesses and embeds image files, (N, hidden).
-    pub fn embed_image_files<P: AsRef<Path>>(
+    pub fn embed_image_files<P: AsRef<Path> + Sync>(
         &self,
         paths: &[P],
         normalize: bool,

@@ -8,7 +8,7 @@ use candle_core::Tensor;
 
 use super::config::WhisperConfig;
 use super::layers::{FeedForward, LayerNorm, SelfAttention, Weights};
-use super::ops;
+use crate::encoder::ops;
 use crate::{Error, Result};
 
 #[derive(Debug, Clone)]

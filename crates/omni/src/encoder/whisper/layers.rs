@@ -5,7 +5,7 @@
 //! Attention scales the queries by `1/sqrt(d_head)` before `Q·Kᵀ`, as CTranslate2 does.
 
 use super::linear::Linear;
-use super::ops;
+use crate::encoder::ops;
 use candle_core::{D, Device, Tensor};
 
 use crate::Result;

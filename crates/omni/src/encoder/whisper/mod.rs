@@ -14,8 +14,7 @@ mod decoder;
 mod decoding;
 mod encoder;
 mod layers;
-mod linear;
-mod ops;
+pub(crate) mod linear;
 mod segments;
 mod tokenizer;
 

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use image::RgbImage;
+use rayon::prelude::*;
 
 use super::config::{ImageProcessorConfig, ResizeTo, resized_size};
 use super::decode::{AlphaMode, DecodeLimits, ImageSource};
@@ -144,38 +145,51 @@ impl ImageProcessor {
         (self.to_chw(&ready), (h, w))
     }
 
-    /// Images → a `(N, 3, H, W)` f32 tensor. All images must come out the same size
-    /// (always true with a center crop or an exact resize).
+    /// Images → a `(N, 3, H, W)` f32 tensor, preprocessed in parallel. All images must
+    /// come out the same size (always true with a center crop or an exact resize).
     pub fn tensor(&self, images: &[RgbImage], device: &Device) -> Result<Tensor> {
-        let mut data = Vec::new();
-        let mut size = None;
-        for image in images {
-            let (chw, hw) = self.preprocess(image);
-            if *size.get_or_insert(hw) != hw {
-                return Err(Error::InvalidInput(format!(
-                    "images of different sizes after preprocessing ({:?} and {hw:?}); \
-                     batch them separately",
-                    size.unwrap_or(hw)
-                )));
-            }
-            data.extend_from_slice(&chw);
-        }
-        let (h, w) = size.unwrap_or((0, 0));
-        Ok(Tensor::from_vec(
-            data,
-            (images.len(), 3, h as usize, w as usize),
-            device,
-        )?)
+        let ready: Vec<_> = images
+            .par_iter()
+            .map(|image| self.preprocess(image))
+            .collect();
+        stack(ready, device)
     }
 
-    /// Decodes and preprocesses image files into a `(N, 3, H, W)` f32 tensor.
-    pub fn load_batch<P: AsRef<Path>>(&self, paths: &[P], device: &Device) -> Result<Tensor> {
-        let images = paths
-            .iter()
-            .map(|p| self.load(p.as_ref()))
+    /// Decodes and preprocesses image files into a `(N, 3, H, W)` f32 tensor, one image
+    /// per thread at a time.
+    pub fn load_batch<P: AsRef<Path> + Sync>(
+        &self,
+        paths: &[P],
+        device: &Device,
+    ) -> Result<Tensor> {
+        let ready = paths
+            .par_iter()
+            .map(|p| Ok(self.preprocess(&self.load(p.as_ref())?)))
             .collect::<Result<Vec<_>>>()?;
-        self.tensor(&images, device)
+        stack(ready, device)
     }
+}
+
+/// Preprocessed images (`[3, H, W]` floats and `(H, W)` each) → one `(N, 3, H, W)` tensor.
+fn stack(ready: Vec<(Vec<f32>, (u32, u32))>, device: &Device) -> Result<Tensor> {
+    let (h, w) = ready.first().map_or((0, 0), |r| r.1);
+    if let Some((_, other)) = ready.iter().find(|r| r.1 != (h, w)) {
+        return Err(Error::InvalidInput(format!(
+            "images of different sizes after preprocessing ({:?} and {other:?}); \
+             batch them separately",
+            (h, w)
+        )));
+    }
+    let n = ready.len();
+    let mut data = Vec::with_capacity(n * 3 * (h * w) as usize);
+    for (chw, _) in ready {
+        data.extend_from_slice(&chw);
+    }
+    Ok(Tensor::from_vec(
+        data,
+        (n, 3, h as usize, w as usize),
+        device,
+    )?)
 }
 
 #[cfg(test)]

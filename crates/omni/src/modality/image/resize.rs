@@ -9,6 +9,8 @@
 //! weight in i16. transformers 5's default (torchvision) processors use torch's; the
 //! `*ImageProcessorPil` ones use Pillow's. Either way the result is bit-exact.
 
+use rayon::prelude::*;
+
 use crate::{Error, Result};
 
 /// A resampling filter, numbered as `PIL.Image.Resampling` (and HF's `resample` field).
@@ -196,6 +198,68 @@ fn clip8(acc: i32, precision: u32) -> u8 {
     (acc >> precision).clamp(0, 255) as u8
 }
 
+/// The rounding offset every accumulator starts from.
+fn start(c: &Coeffs) -> i32 {
+    if c.precision > 0 {
+        1i32 << (c.precision - 1).min(31)
+    } else {
+        0
+    }
+}
+
+/// One row of the horizontal pass, `C` interleaved channels accumulated together.
+fn horizontal_row<const C: usize>(row: &[u8], out_row: &mut [u8], c: &Coeffs) {
+    for (xx, &(xmin, n)) in c.bounds.iter().enumerate() {
+        let k = &c.weights[xx * c.ksize..xx * c.ksize + n];
+        let taps = &row[xmin * C..(xmin + n) * C];
+        let mut acc = [start(c); C];
+        for (px, &w) in taps.chunks_exact(C).zip(k) {
+            for ch in 0..C {
+                acc[ch] += i32::from(px[ch]) * w;
+            }
+        }
+        for ch in 0..C {
+            out_row[xx * C + ch] = clip8(acc[ch], c.precision);
+        }
+    }
+}
+
+/// [`horizontal_row`] for any channel count.
+fn horizontal_row_any(row: &[u8], out_row: &mut [u8], channels: usize, c: &Coeffs) {
+    for (xx, &(xmin, n)) in c.bounds.iter().enumerate() {
+        let k = &c.weights[xx * c.ksize..xx * c.ksize + n];
+        for ch in 0..channels {
+            let mut acc = start(c);
+            for (x, &w) in k.iter().enumerate() {
+                acc += i32::from(row[(xmin + x) * channels + ch]) * w;
+            }
+            out_row[xx * channels + ch] = clip8(acc, c.precision);
+        }
+    }
+}
+
+/// Output row `yy` of the vertical pass over `source` rows of `stride` bytes.
+fn vertical_row(source: &[u8], stride: usize, yy: usize, out_row: &mut [u8], c: &Coeffs) {
+    let (ymin, n) = c.bounds[yy];
+    let k = &c.weights[yy * c.ksize..yy * c.ksize + n];
+    // In chunks that keep the accumulators in L1.
+    const CHUNK: usize = 1024;
+    let mut acc = [0i32; CHUNK];
+    for (part, out) in out_row.chunks_mut(CHUNK).enumerate() {
+        let (from, acc) = (part * CHUNK, &mut acc[..out.len()]);
+        acc.fill(start(c));
+        for (y, &w) in k.iter().enumerate() {
+            let at = (ymin + y) * stride + from;
+            for (a, &p) in acc.iter_mut().zip(&source[at..at + out.len()]) {
+                *a += i32::from(p) * w;
+            }
+        }
+        for (o, &a) in out.iter_mut().zip(acc.iter()) {
+            *o = clip8(a, c.precision);
+        }
+    }
+}
+
 /// Resizes an interleaved 8-bit image of `channels` channels from `width`×`height` to
 /// `out_width`×`out_height`. Returns the new pixel buffer (`out_height` rows of
 /// `out_width * channels` bytes).
@@ -216,21 +280,15 @@ pub fn resize_u8(
     if out_width != width {
         let c = coeffs(width, out_width, filter, kernel);
         let mut out = vec![0u8; out_width * height * channels];
-        let half = 1i32 << (c.precision - 1).min(31);
-        for y in 0..height {
-            let row = &pixels[y * width * channels..(y + 1) * width * channels];
-            let out_row = &mut out[y * out_width * channels..(y + 1) * out_width * channels];
-            for (xx, &(xmin, n)) in c.bounds.iter().enumerate() {
-                let k = &c.weights[xx * c.ksize..xx * c.ksize + n];
-                for ch in 0..channels {
-                    let mut acc = if c.precision > 0 { half } else { 0 };
-                    for (x, &w) in k.iter().enumerate() {
-                        acc += i32::from(row[(xmin + x) * channels + ch]) * w;
-                    }
-                    out_row[xx * channels + ch] = clip8(acc, c.precision);
-                }
-            }
-        }
+        // Rows are independent: split across threads (a large image alone keeps both busy).
+        out.par_chunks_mut(out_width * channels)
+            .zip(pixels.par_chunks(width * channels))
+            .for_each(|(out_row, row)| match channels {
+                3 => horizontal_row::<3>(row, out_row, &c),
+                4 => horizontal_row::<4>(row, out_row, &c),
+                1 => horizontal_row::<1>(row, out_row, &c),
+                _ => horizontal_row_any(row, out_row, channels, &c),
+            });
         current = out.into();
         cur_width = out_width;
     }
@@ -238,21 +296,10 @@ pub fn resize_u8(
         let c = coeffs(height, out_height, filter, kernel);
         let stride = cur_width * channels;
         let mut out = vec![0u8; out_height * stride];
-        let half = 1i32 << (c.precision - 1).min(31);
-        let mut acc = vec![0i32; stride];
-        for (yy, &(ymin, n)) in c.bounds.iter().enumerate() {
-            let k = &c.weights[yy * c.ksize..yy * c.ksize + n];
-            acc.fill(if c.precision > 0 { half } else { 0 });
-            for (y, &w) in k.iter().enumerate() {
-                let row = &current[(ymin + y) * stride..(ymin + y + 1) * stride];
-                for (a, &p) in acc.iter_mut().zip(row) {
-                    *a += i32::from(p) * w;
-                }
-            }
-            for (o, &a) in out[yy * stride..(yy + 1) * stride].iter_mut().zip(&acc) {
-                *o = clip8(a, c.precision);
-            }
-        }
+        let source = &current[..];
+        out.par_chunks_mut(stride)
+            .enumerate()
+            .for_each(|(yy, out_row)| vertical_row(source, stride, yy, out_row, &c));
         current = out.into();
     }
     current.into_owned()

@@ -1,5 +1,6 @@
-//! Element-wise kernels for the Whisper encoder and decoder: GELU and softmax over f32 tensors,
-//! split over the rayon pool and vectorised (AVX2/FMA when available).
+//! Element-wise kernels shared by the encoders (Whisper, BERT): activations and softmax over
+//! f32 data, split over the rayon pool and vectorised (AVX2/FMA when available), and a
+//! small-query attention kernel for incremental decoding.
 //!
 //! GELU uses the erf approximation CTranslate2 uses on CPU (Abramowitz & Stegun 7.1.26,
 //! |error| < 1.5e-7, ported there from PyTorch's vectorised erf) and both use a Cephes-style
@@ -51,6 +52,12 @@ fn gelu_one(v: f32) -> f32 {
 
 fn gelu_slice(src: &[f32], dst: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F.
+        unsafe { gelu_avx512(src, dst) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU has AVX2 and FMA.
         unsafe { gelu_avx2(src, dst) };
@@ -61,6 +68,17 @@ fn gelu_slice(src: &[f32], dst: &mut [f32]) {
     }
 }
 
+/// [`gelu_one`] compiled for 16 lanes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn gelu_avx512(src: &[f32], dst: &mut [f32]) {
+    let n = src.len().min(dst.len());
+    for i in 0..n {
+        dst[i] = gelu_one(src[i]);
+    }
+}
+
+/// [`gelu_one`] compiled for 8 lanes.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn gelu_avx2(src: &[f32], dst: &mut [f32]) {
@@ -68,6 +86,79 @@ unsafe fn gelu_avx2(src: &[f32], dst: &mut [f32]) {
     for i in 0..n {
         dst[i] = gelu_one(src[i]);
     }
+}
+
+/// A feed-forward activation, applied in place to f32 data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Activation {
+    /// `0.5·x·(1 + erf(x/√2))` (HF `gelu`).
+    GeluErf,
+    /// `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))` (HF `gelu_new`, `gelu_pytorch_tanh`).
+    GeluTanh,
+    Relu,
+    /// `x·sigmoid(1.702·x)` (CLIP's `quick_gelu`).
+    QuickGelu,
+}
+
+impl Activation {
+    pub(crate) fn apply_in_place(self, v: &mut [f32]) {
+        match self {
+            Activation::GeluErf => {
+                // gelu_slice reads and writes separate slices; one row fits on the stack
+                // in chunks.
+                let mut buf = [0f32; 256];
+                for chunk in v.chunks_mut(256) {
+                    let n = chunk.len();
+                    buf[..n].copy_from_slice(chunk);
+                    gelu_slice(&buf[..n], chunk);
+                }
+            }
+            Activation::GeluTanh => {
+                for x in v {
+                    let c = (2.0 / std::f32::consts::PI).sqrt();
+                    *x = 0.5 * *x * (1.0 + (c * (*x + 0.044_715 * *x * *x * *x)).tanh());
+                }
+            }
+            Activation::Relu => v.iter_mut().for_each(|x| *x = x.max(0.0)),
+            Activation::QuickGelu => quick_gelu_in_place(v),
+        }
+    }
+}
+
+#[inline(always)]
+fn quick_gelu_impl(v: &mut [f32]) {
+    for x in v {
+        *x /= 1.0 + exp(-1.702 * *x);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn quick_gelu_avx512(v: &mut [f32]) {
+    quick_gelu_impl(v);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn quick_gelu_avx2(v: &mut [f32]) {
+    quick_gelu_impl(v);
+}
+
+/// `x·sigmoid(1.702·x)` in place, vectorised for the CPU.
+fn quick_gelu_in_place(v: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F (and so AVX2 and FMA).
+            return unsafe { quick_gelu_avx512(v) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU has AVX2 and FMA.
+            return unsafe { quick_gelu_avx2(v) };
+        }
+    }
+    quick_gelu_impl(v);
 }
 
 /// In place: `row = exp(row - max) / sum`, for each row of `width` in `data` (portable
@@ -194,7 +285,7 @@ mod avx2 {
 }
 
 /// The tensor's data as one contiguous f32 slice, when it is a CPU f32 tensor.
-fn with_f32<R>(x: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
+pub(crate) fn with_f32<R>(x: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
     let (storage, layout) = x.storage_and_layout();
     match (&*storage, layout.contiguous_offsets()) {
         (Storage::Cpu(CpuStorage::F32(data)), Some((start, end))) => Some(f(&data[start..end])),
@@ -270,7 +361,7 @@ pub fn cross_attend_small(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Option<T
                         .collect();
                     // scores_t [s, m] → probs [m, s]
                     let mut scores_t = vec![0f32; s * m];
-                    super::linear::dots_f32(&qh, m, kh, dh, &mut scores_t);
+                    super::whisper::linear::dots_f32(&qh, m, kh, dh, &mut scores_t);
                     let mut probs = vec![0f32; m * s];
                     for j in 0..s {
                         for i in 0..m {
