@@ -74,9 +74,39 @@ struct Geometry {
     pl: usize,
 }
 
+/// [`plane_conv_impl`] compiled for the widest vectors the CPU has.
+fn plane_conv(inp: &[f32], out: &mut [f32], kw: &[f32], bias: f32, g: Geometry) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F (and so AVX2 and FMA).
+            return unsafe { plane_conv_avx512(inp, out, kw, bias, g) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU has AVX2 and FMA.
+            return unsafe { plane_conv_avx2(inp, out, kw, bias, g) };
+        }
+    }
+    plane_conv_impl(inp, out, kw, bias, g);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn plane_conv_avx512(inp: &[f32], out: &mut [f32], kw: &[f32], bias: f32, g: Geometry) {
+    plane_conv_impl(inp, out, kw, bias, g);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn plane_conv_avx2(inp: &[f32], out: &mut [f32], kw: &[f32], bias: f32, g: Geometry) {
+    plane_conv_impl(inp, out, kw, bias, g);
+}
+
 /// One plane: row by row, each kernel tap adds `weight × input row` to the output row (the
 /// inner loop is a contiguous axpy for stride 1).
-fn plane_conv(inp: &[f32], out: &mut [f32], kw: &[f32], bias: f32, g: Geometry) {
+#[inline(always)]
+fn plane_conv_impl(inp: &[f32], out: &mut [f32], kw: &[f32], bias: f32, g: Geometry) {
     for oy in 0..g.ho {
         let row = &mut out[oy * g.wo..(oy + 1) * g.wo];
         row.fill(bias);
