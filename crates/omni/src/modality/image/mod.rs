@@ -15,6 +15,8 @@ mod config;
 mod decode;
 mod processor;
 mod resize;
+#[cfg(target_arch = "x86_64")]
+mod resize_avx2;
 mod tiles;
 
 pub use config::{

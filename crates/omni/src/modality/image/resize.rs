@@ -280,14 +280,32 @@ pub fn resize_u8(
     if out_width != width {
         let c = coeffs(width, out_width, filter, kernel);
         let mut out = vec![0u8; out_width * height * channels];
+        #[cfg(target_arch = "x86_64")]
+        let fast = std::arch::is_x86_feature_detected!("avx2")
+            .then(|| super::resize_avx2::Weights16::new(&c.weights, c.ksize, &c.bounds))
+            .flatten();
         // Rows are independent: split across threads (a large image alone keeps both busy).
         out.par_chunks_mut(out_width * channels)
             .zip(pixels.par_chunks(width * channels))
-            .for_each(|(out_row, row)| match channels {
-                3 => horizontal_row::<3>(row, out_row, &c),
-                4 => horizontal_row::<4>(row, out_row, &c),
-                1 => horizontal_row::<1>(row, out_row, &c),
-                _ => horizontal_row_any(row, out_row, channels, &c),
+            .for_each_init(Vec::new, |_planes, (out_row, row)| {
+                #[cfg(target_arch = "x86_64")]
+                if let Some(w16) = &fast {
+                    use super::resize_avx2::horizontal_row as simd;
+                    let (b, s, p) = (&c.bounds, start(&c), c.precision);
+                    // SAFETY: AVX2 was detected above.
+                    match channels {
+                        3 => return unsafe { simd::<3>(row, out_row, w16, b, s, p, _planes) },
+                        4 => return unsafe { simd::<4>(row, out_row, w16, b, s, p, _planes) },
+                        1 => return unsafe { simd::<1>(row, out_row, w16, b, s, p, _planes) },
+                        _ => {}
+                    }
+                }
+                match channels {
+                    3 => horizontal_row::<3>(row, out_row, &c),
+                    4 => horizontal_row::<4>(row, out_row, &c),
+                    1 => horizontal_row::<1>(row, out_row, &c),
+                    _ => horizontal_row_any(row, out_row, channels, &c),
+                }
             });
         current = out.into();
         cur_width = out_width;
