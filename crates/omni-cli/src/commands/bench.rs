@@ -11,14 +11,15 @@ use candle_core::{Device, Tensor};
 use clap::{Args, Subcommand};
 use omni::encoder::efficientnet::EfficientNet;
 use omni::encoder::image_text::ImageTextModel;
-use omni::modality::image::ImageProcessor;
+use omni::modality::image::{ImageProcessor, ResizeTo};
 
 use super::transcribe::set_threads;
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
-    /// Image tower throughput (images/s) on fixed pseudo-random 224×224 pixels: an
-    /// EfficientNet-Lite checkpoint, or a CLIP/SigLIP model directory.
+    /// Image tower throughput (images/s) on fixed pseudo-random pixels at the model's input
+    /// size (224×224 for EfficientNet-Lite): an EfficientNet-Lite checkpoint, or a
+    /// CLIP/SigLIP model directory.
     ImageEncoder(ImageEncoderArgs),
     /// Sentence embedding throughput (texts/s) of a MiniLM-family model, tokenization
     /// included, batched longest first.
@@ -105,21 +106,36 @@ fn image_encoder(args: ImageEncoderArgs) -> anyhow::Result<()> {
         bail!("--batch must be at least 1");
     }
     let device = Device::Cpu;
-    let n = args.batch * 3 * 224 * 224;
-    let data: Vec<f32> = (0..n)
-        .map(|i| ((i * 2654435761) % 1000) as f32 / 500.0 - 1.0)
-        .collect();
-    let pixels = Tensor::from_vec(data, (args.batch, 3, 224, 224), &device)?;
+    let pixels = |side: usize| -> anyhow::Result<Tensor> {
+        let n = args.batch * 3 * side * side;
+        let data: Vec<f32> = (0..n)
+            .map(|i| ((i * 2654435761) % 1000) as f32 / 500.0 - 1.0)
+            .collect();
+        Ok(Tensor::from_vec(
+            data,
+            (args.batch, 3, side, side),
+            &device,
+        )?)
+    };
     let forward: Box<dyn Fn() -> anyhow::Result<()>> =
         if path.join("preprocessor_config.json").is_file() {
             let model = ImageTextModel::load(&path, &device)
                 .with_context(|| format!("loading {}", path.display()))?;
+            let config = model.processor().config();
+            let side = match (config.crop, config.resize) {
+                (Some((h, _)), _) => h,
+                (None, Some(ResizeTo::Exact { height, .. })) => height,
+                (None, Some(ResizeTo::ShortestEdge(s))) => s,
+                (None, None) => 224,
+            };
+            let pixels = pixels(side as usize)?;
             Box::new(move || {
                 model.image_embeddings(&pixels, true)?.to_vec2::<f32>()?;
                 Ok(())
             })
         } else {
             let model = EfficientNet::load(&path)?;
+            let pixels = pixels(224)?;
             Box::new(move || {
                 model.forward(&pixels)?.logits.to_vec2::<f32>()?;
                 Ok(())
