@@ -163,12 +163,13 @@ fn text_encoder(args: TextEncoderArgs) -> anyhow::Result<()> {
 }
 
 fn preprocess(args: PreprocessArgs) -> anyhow::Result<()> {
-    let path = start(&args.opts)?;
-    let dir = if path.is_dir() {
-        path
-    } else {
-        bail!("{}: not a model directory", path.display())
-    };
+    let dir = start(&args.opts)?;
+    if !dir.join("preprocessor_config.json").is_file() {
+        bail!(
+            "{}: no preprocessor_config.json (preprocess needs a CLIP/SigLIP model directory)",
+            dir.display()
+        );
+    }
     let processor = ImageProcessor::from_model_dir(&dir)?;
     let secs = time_rounds(args.opts.rounds, || {
         processor.load_batch(&args.files, &Device::Cpu)?;
