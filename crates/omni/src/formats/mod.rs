@@ -2,4 +2,5 @@
 
 pub mod ct2;
 pub mod npy;
+pub mod safetensors;
 pub mod torch_legacy;

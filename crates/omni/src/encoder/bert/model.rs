@@ -15,7 +15,6 @@ use crate::encoder::fused::{
     LayerNorm, Linear, Projection, attention, bias_activation, residual_norm, slice_of,
 };
 use crate::encoder::ops::Activation;
-use crate::error::candle_one_line;
 use crate::{Error, Result};
 
 struct Layer {
@@ -95,12 +94,7 @@ impl BertEncoder {
                 "no such file (the model's weights)",
             ));
         }
-        let tensors = candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| {
-            Error::model_file(
-                path,
-                format!("cannot read safetensors: {}", candle_one_line(&e)),
-            )
-        })?;
+        let tensors = crate::formats::safetensors::read_tensors(path, &Device::Cpu)?;
         let prefix = if tensors.contains_key("bert.embeddings.word_embeddings.weight") {
             "bert."
         } else {

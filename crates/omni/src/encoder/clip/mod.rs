@@ -169,10 +169,8 @@ pub(crate) fn load_weights(
     device: &Device,
 ) -> Result<(VarBuilder<'static>, std::path::PathBuf)> {
     let path = dir.join("model.safetensors");
-    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-    let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, device)
-        .map_err(|e| Error::model_file(&path, e.to_string()))?;
-    Ok((vb, path))
+    let tensors = crate::formats::safetensors::read_tensors(&path, device)?;
+    Ok((VarBuilder::from_tensors(tensors, DType::F32, device), path))
 }
 
 /// A one-element parameter (`logit_scale` is stored as `[]` by CLIP, `[1]` by SigLIP).
