@@ -278,6 +278,7 @@ class Row:
     """One measure: omni's and each peer's values over the alternating runs."""
 
     def __init__(self, name, unit, target, higher_is_better=True):
+        """`target`: the ratio to reach, one number or one per peer."""
         self.name, self.unit, self.target, self.higher = name, unit, target, higher_is_better
         self.values = {}
 
@@ -436,7 +437,8 @@ def bench_image(a, rows, work):
         onnx = work / f"{kind}.onnx"
         if not onnx.exists():
             run([PY, "-c", EXPORT_IMAGE, kind, str(src), str(onnx)], a.threads)
-        rate = Row(f"{label} images/s, batch {batch}", "images/s", 1.5)
+        rate = Row(f"{label} images/s, batch {batch}", "images/s",
+                   {"PyTorch": 1.5, "onnxruntime": 1.0})
         rss = Row(f"{label} peak RSS", "MiB", 1.0, higher_is_better=False)
         args = [str(batch), str(rounds), str(a.threads)]
         jobs = {
@@ -448,7 +450,6 @@ def bench_image(a, rows, work):
         for engine, (so, _, _, r) in alternate(a.runs, jobs):
             rate.add(engine, last_json(so)["median"])
             rss.add(engine, r)
-        rate.target = {"PyTorch": 1.5, "onnxruntime": 1.0}
         rows += [rate, rss]
 
 
