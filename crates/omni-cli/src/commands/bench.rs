@@ -3,7 +3,7 @@
 //! `scripts/bench.py` runs these next to the peers (llama.cpp, faster-whisper, torch,
 //! onnxruntime, transformers) and prints the ratios.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
@@ -92,12 +92,7 @@ fn start(opts: &BenchOptions) -> anyhow::Result<PathBuf> {
     if let Some(threads) = opts.threads {
         set_threads(threads);
     }
-    let path = Path::new(&opts.model);
-    Ok(if path.exists() {
-        path.to_path_buf()
-    } else {
-        omni::models::resolve(&opts.model)?
-    })
+    Ok(omni::models::resolve(&opts.model)?)
 }
 
 fn image_encoder(args: ImageEncoderArgs) -> anyhow::Result<()> {

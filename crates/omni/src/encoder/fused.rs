@@ -8,6 +8,7 @@ use candle_core::Tensor;
 use rayon::prelude::*;
 
 use crate::encoder::ops::{Activation, with_f32};
+use crate::index::simd::dot_portable;
 use crate::{Error, Result};
 
 /// Rows per rayon task in the row-wise passes.
@@ -157,25 +158,6 @@ fn sum8(v: &[f32]) -> f32 {
     acc.iter().sum()
 }
 
-/// Eight-lane dot product (vectorises under the callers' target features).
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
 /// One head: `out = softmax(q·kᵀ·scale)·v`, `q` `n × dh`, `k`, `v` `len × dh`.
 #[inline(always)]
 fn attend_head_impl(q: &[f32], k: &[f32], v: &[f32], dh: usize, scale: f32, out: &mut [f32]) {
@@ -183,7 +165,7 @@ fn attend_head_impl(q: &[f32], k: &[f32], v: &[f32], dh: usize, scale: f32, out:
     let mut scores = vec![0f32; len];
     for (qi, o) in q.chunks_exact(dh).zip(out.chunks_exact_mut(dh)) {
         for (s, kj) in scores.iter_mut().zip(k.chunks_exact(dh)) {
-            *s = dot(qi, kj) * scale;
+            *s = dot_portable(qi, kj) * scale;
         }
         crate::encoder::ops::softmax_rows(&mut scores, len);
         for (&p, vj) in scores.iter().zip(v.chunks_exact(dh)) {

@@ -50,42 +50,41 @@ fn gelu_one(v: f32) -> f32 {
     0.5 * v * (1.0 + erf)
 }
 
-fn gelu_slice(src: &[f32], dst: &mut [f32]) {
+/// `v[i] = f(v[i])`, compiled for the widest vectors the CPU has (`f` is inlined into each
+/// variant, so `gelu_one` and friends vectorise to 16 or 8 lanes).
+fn map_in_place(v: &mut [f32], f: impl Fn(f32) -> f32 + Copy) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F.
-        unsafe { gelu_avx512(src, dst) };
-        return;
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F (and so AVX2 and FMA).
+            return unsafe { map_avx512(v, f) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU has AVX2 and FMA.
+            return unsafe { map_avx2(v, f) };
+        }
     }
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has AVX2 and FMA.
-        unsafe { gelu_avx2(src, dst) };
-        return;
-    }
-    for (d, &s) in dst.iter_mut().zip(src) {
-        *d = gelu_one(s);
+    map_impl(v, f);
+}
+
+#[inline(always)]
+fn map_impl(v: &mut [f32], f: impl Fn(f32) -> f32 + Copy) {
+    for x in v {
+        *x = f(*x);
     }
 }
 
-/// [`gelu_one`] compiled for 16 lanes.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn gelu_avx512(src: &[f32], dst: &mut [f32]) {
-    let n = src.len().min(dst.len());
-    for i in 0..n {
-        dst[i] = gelu_one(src[i]);
-    }
+fn map_avx512(v: &mut [f32], f: impl Fn(f32) -> f32 + Copy) {
+    map_impl(v, f);
 }
 
-/// [`gelu_one`] compiled for 8 lanes.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn gelu_avx2(src: &[f32], dst: &mut [f32]) {
-    let n = src.len().min(dst.len());
-    for i in 0..n {
-        dst[i] = gelu_one(src[i]);
-    }
+fn map_avx2(v: &mut [f32], f: impl Fn(f32) -> f32 + Copy) {
+    map_impl(v, f);
 }
 
 /// A feed-forward activation, applied in place to f32 data.
@@ -103,16 +102,7 @@ pub(crate) enum Activation {
 impl Activation {
     pub(crate) fn apply_in_place(self, v: &mut [f32]) {
         match self {
-            Activation::GeluErf => {
-                // gelu_slice reads and writes separate slices; one row fits on the stack
-                // in chunks.
-                let mut buf = [0f32; 256];
-                for chunk in v.chunks_mut(256) {
-                    let n = chunk.len();
-                    buf[..n].copy_from_slice(chunk);
-                    gelu_slice(&buf[..n], chunk);
-                }
-            }
+            Activation::GeluErf => map_in_place(v, gelu_one),
             Activation::GeluTanh => {
                 for x in v {
                     let c = (2.0 / std::f32::consts::PI).sqrt();
@@ -120,45 +110,9 @@ impl Activation {
                 }
             }
             Activation::Relu => v.iter_mut().for_each(|x| *x = x.max(0.0)),
-            Activation::QuickGelu => quick_gelu_in_place(v),
+            Activation::QuickGelu => map_in_place(v, |x| x / (1.0 + exp(-1.702 * x))),
         }
     }
-}
-
-#[inline(always)]
-fn quick_gelu_impl(v: &mut [f32]) {
-    for x in v {
-        *x /= 1.0 + exp(-1.702 * *x);
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-fn quick_gelu_avx512(v: &mut [f32]) {
-    quick_gelu_impl(v);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn quick_gelu_avx2(v: &mut [f32]) {
-    quick_gelu_impl(v);
-}
-
-/// `x·sigmoid(1.702·x)` in place, vectorised for the CPU.
-fn quick_gelu_in_place(v: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F (and so AVX2 and FMA).
-            return unsafe { quick_gelu_avx512(v) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU has AVX2 and FMA.
-            return unsafe { quick_gelu_avx2(v) };
-        }
-    }
-    quick_gelu_impl(v);
 }
 
 /// In place: `row = exp(row - max) / sum`, for each row of `width` in `data` (portable
@@ -296,13 +250,12 @@ pub(crate) fn with_f32<R>(x: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> 
 /// GELU (erf form) of an f32 tensor.
 pub fn gelu(x: &Tensor) -> Result<Tensor> {
     let out = with_f32(x, |src| {
-        let mut dst = vec![0f32; src.len()];
-        if src.len() >= 2 * CHUNK {
+        let mut dst = src.to_vec();
+        if dst.len() >= 2 * CHUNK {
             dst.par_chunks_mut(CHUNK)
-                .zip(src.par_chunks(CHUNK))
-                .for_each(|(d, s)| gelu_slice(s, d));
+                .for_each(|d| map_in_place(d, gelu_one));
         } else {
-            gelu_slice(src, &mut dst);
+            map_in_place(&mut dst, gelu_one);
         }
         dst
     });

@@ -16,7 +16,7 @@ mod exact;
 mod fsutil;
 mod hnsw;
 mod job;
-mod simd;
+pub(crate) mod simd;
 mod snapshot;
 mod store;
 mod table;

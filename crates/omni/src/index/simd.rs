@@ -20,7 +20,9 @@ fn pick() -> DotFn {
     dot_portable
 }
 
-fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
+/// The portable kernel, inlined so that it vectorises under a caller's target features.
+#[inline(always)]
+pub(crate) fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     let mut acc = [0f32; 8];

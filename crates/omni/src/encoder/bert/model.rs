@@ -70,10 +70,10 @@ impl Weights<'_> {
     }
 
     fn linear(&self, name: &str, out: usize, inp: usize) -> Result<Linear> {
-        Ok(Linear {
-            weight_t: self.get(&format!("{name}.weight"), &[out, inp])?.t()?,
-            bias: self.vec(&format!("{name}.bias"), out)?,
-        })
+        Linear::new(
+            &self.get(&format!("{name}.weight"), &[out, inp])?,
+            Some(&self.get(&format!("{name}.bias"), &[out])?),
+        )
     }
 
     fn norm(&self, name: &str, d: usize, eps: f32) -> Result<LayerNorm> {
