@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use candle_core::{Device, Tensor};
-use omni::encoder::ImageTextModel;
+use omni::encoder::{ImageTextModel, Towers};
 use serde_json::Value;
 
 fn model_dir(family: &str) -> PathBuf {
@@ -167,6 +167,42 @@ fn siglip_image_matches_transformers() {
 // ---- model directories that do not hold together: one clear error ----
 
 /// A copy of the tiny CLIP directory with `edit` applied to its config.json.
+#[test]
+fn one_tower_loads_embed_the_same_and_refuse_the_other_tower() {
+    for family in ["clip", "siglip"] {
+        let both = model(family);
+        let dir = model_dir(family);
+        let texts = ["a photo of a cat", "two dogs"];
+        let text_only = ImageTextModel::load_towers(&dir, &Device::Cpu, Towers::Text).unwrap();
+        let want = both.text_embeddings(&texts, false).unwrap();
+        let got = text_only.text_embeddings(&texts, false).unwrap();
+        assert_eq!(
+            max_abs_diff(&got, &want.to_vec2().unwrap()),
+            0.0,
+            "{family}"
+        );
+
+        let image_only = ImageTextModel::load_towers(&dir, &Device::Cpu, Towers::Image).unwrap();
+        let size = match &image_only {
+            ImageTextModel::Clip(m) => m.config().vision_config.image_size,
+            ImageTextModel::Siglip(m) => m.config().vision_config.image_size,
+        };
+        let pixels = Tensor::rand(-1f32, 1.0, (2, 3, size, size), &Device::Cpu).unwrap();
+        let want = both.image_embeddings(&pixels, false).unwrap();
+        let got = image_only.image_embeddings(&pixels, false).unwrap();
+        assert_eq!(
+            max_abs_diff(&got, &want.to_vec2().unwrap()),
+            0.0,
+            "{family}"
+        );
+
+        let err = image_only.text_embeddings(&texts, false).unwrap_err();
+        assert!(err.to_string().contains("without its text tower"), "{err}");
+        let err = text_only.image_embeddings(&pixels, false).unwrap_err();
+        assert!(err.to_string().contains("without its image tower"), "{err}");
+    }
+}
+
 fn edited_clip(tag: &str, edit: impl FnOnce(&mut Value)) -> PathBuf {
     let src = model_dir("clip");
     let dir = common::temp_dir(&format!("clip-{tag}"));

@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use candle_core::{Device, Tensor};
 use clap::{Args, Subcommand};
 use omni::encoder::efficientnet::EfficientNet;
-use omni::encoder::image_text::ImageTextModel;
+use omni::encoder::image_text::{ImageTextModel, Towers};
 use omni::modality::image::{ImageProcessor, ResizeTo};
 
 use super::transcribe::set_threads;
@@ -114,7 +114,7 @@ fn image_encoder(args: ImageEncoderArgs) -> anyhow::Result<()> {
     };
     let forward: Box<dyn Fn() -> anyhow::Result<()>> =
         if path.join("preprocessor_config.json").is_file() {
-            let model = ImageTextModel::load(&path, &device)
+            let model = ImageTextModel::load_towers(&path, &device, Towers::Image)
                 .with_context(|| format!("loading {}", path.display()))?;
             let config = model.processor().config();
             let side = match (config.crop, config.resize) {

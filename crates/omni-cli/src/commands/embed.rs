@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use omni::encoder::ImageTextModel;
+use omni::encoder::{ImageTextModel, Towers};
 use omni::index::Embedder;
 use omni::modality::image::ImageSource;
 use omni::tasks::text_embedding::DEFAULT_TEXT_MODEL;
@@ -87,7 +87,8 @@ enum Space {
     Other(Box<dyn Embedder>),
 }
 
-fn load(opts: &EmbedOptions) -> anyhow::Result<Space> {
+/// Loads `--model`; of a CLIP or SigLIP checkpoint only the tower the job needs.
+fn load(opts: &EmbedOptions, towers: Towers) -> anyhow::Result<Space> {
     if let Some(threads) = opts.threads {
         set_threads(threads);
     }
@@ -95,7 +96,7 @@ fn load(opts: &EmbedOptions) -> anyhow::Result<Space> {
     let dir = omni::models::resolve(&opts.model)?;
     let space = if dir.join("preprocessor_config.json").is_file() {
         Space::Towers(Box::new(
-            ImageTextModel::load(&dir, &candle_core::Device::Cpu)
+            ImageTextModel::load_towers(&dir, &candle_core::Device::Cpu, towers)
                 .with_context(|| format!("loading {}", dir.display()))?,
         ))
     } else {
@@ -123,7 +124,7 @@ pub fn run(command: EmbedCommand) -> anyhow::Result<()> {
 
 fn run_image(args: EmbedImageArgs) -> anyhow::Result<()> {
     let opts = &args.opts;
-    let model = match load(opts)? {
+    let model = match load(opts, Towers::Image)? {
         Space::Towers(model) => model,
         Space::Other(space) => {
             let start = Instant::now();
@@ -176,7 +177,7 @@ fn run_text(args: EmbedTextArgs) -> anyhow::Result<()> {
     if let Some(file) = &args.file {
         texts.extend(read_lines(file)?);
     }
-    let space = load(opts)?;
+    let space = load(opts, Towers::Text)?;
     let start = Instant::now();
     let rows = match &space {
         Space::Towers(model) => {

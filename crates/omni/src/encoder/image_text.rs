@@ -6,6 +6,7 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use serde::Deserialize;
 
+pub use super::clip::Towers;
 use super::clip::{ClipModel, read_config};
 use super::siglip::SiglipModel;
 use crate::modality::image::ImageProcessor;
@@ -24,12 +25,17 @@ struct Probe {
 }
 
 impl ImageTextModel {
-    /// Loads `dir`, choosing the family from `config.json`.
+    /// Loads `dir` with both towers, choosing the family from `config.json`.
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        Self::load_towers(dir, device, Towers::Both)
+    }
+
+    /// Loads only the `towers` asked for; using a tower left out is an error.
+    pub fn load_towers(dir: &Path, device: &Device, towers: Towers) -> Result<Self> {
         let probe: Probe = read_config(dir)?;
         match probe.model_type.as_deref() {
-            Some("clip") => Ok(Self::Clip(ClipModel::load(dir, device)?)),
-            Some("siglip") => Ok(Self::Siglip(SiglipModel::load(dir, device)?)),
+            Some("clip") => Ok(Self::Clip(ClipModel::load_towers(dir, device, towers)?)),
+            Some("siglip") => Ok(Self::Siglip(SiglipModel::load_towers(dir, device, towers)?)),
             other => Err(Error::UnsupportedArchitecture {
                 path: dir.join("config.json"),
                 arch: other.unwrap_or("(no model_type)").to_string(),

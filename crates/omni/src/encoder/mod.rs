@@ -7,9 +7,10 @@ pub(crate) mod fused;
 pub mod image_text;
 pub(crate) mod ops;
 pub mod siglip;
+pub mod universal;
 pub mod whisper;
 
-pub use image_text::ImageTextModel;
+pub use image_text::{ImageTextModel, Towers};
 
 use candle_core::{D, DType, Tensor};
 

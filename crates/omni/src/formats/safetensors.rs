@@ -41,6 +41,15 @@ fn dtype(name: &str) -> Option<DType> {
 /// Every tensor of the file at `path`, by name, on `device`. Tensors of a type candle does
 /// not have (e.g. bool buffers) are skipped.
 pub fn read_tensors(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
+    read_tensors_where(path, device, |_| true)
+}
+
+/// The tensors of the file at `path` whose name `keep` accepts; the others are not read.
+pub fn read_tensors_where(
+    path: &Path,
+    device: &Device,
+    keep: impl Fn(&str) -> bool,
+) -> Result<HashMap<String, Tensor>> {
     let bad = |why: String| Error::model_file(path, format!("not a valid safetensors file: {why}"));
     let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
     let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
@@ -65,7 +74,7 @@ pub fn read_tensors(path: &Path, device: &Device) -> Result<HashMap<String, Tens
     for (name, value) in entries {
         let entry: Entry =
             serde_json::from_value(value).map_err(|e| bad(format!("tensor `{name}`: {e}")))?;
-        let Some(dtype) = dtype(&entry.dtype) else {
+        let Some(dtype) = dtype(&entry.dtype).filter(|_| keep(&name)) else {
             continue;
         };
         let [begin, end] = entry.data_offsets;
@@ -117,6 +126,8 @@ mod tests {
         );
         assert_eq!(read["b"].to_vec1::<u32>().unwrap(), vec![1, 2, 3]);
         assert_eq!(read["c"].dtype(), DType::BF16);
+        let some = read_tensors_where(&path, &Device::Cpu, |n| n != "a").unwrap();
+        assert!(!some.contains_key("a") && some.contains_key("b"));
         let full = std::fs::read(&path).unwrap();
         std::fs::write(&path, &full[..full.len() - 4]).unwrap();
         let err = read_tensors(&path, &Device::Cpu).unwrap_err().to_string();

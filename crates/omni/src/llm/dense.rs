@@ -487,7 +487,7 @@ fn dense_linear(
 }
 
 /// `x / sqrt(mean(x²) + eps) · w` over the last dimension (differentiable).
-fn rms_norm(x: &Tensor, w: &Tensor, eps: f32) -> Result<Tensor> {
+pub(crate) fn rms_norm(x: &Tensor, w: &Tensor, eps: f32) -> Result<Tensor> {
     let mean = x.sqr()?.mean_keepdim(D::Minus1)?;
     Ok(x.broadcast_div(&(mean + eps as f64)?.sqrt()?)?
         .broadcast_mul(w)?)

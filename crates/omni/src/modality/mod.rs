@@ -2,3 +2,4 @@
 
 pub mod audio;
 pub mod image;
+pub mod universal;

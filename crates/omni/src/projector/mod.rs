@@ -7,8 +7,11 @@
 mod config;
 mod conse;
 mod mlp;
+pub(crate) mod norm;
 mod resampler;
+pub mod upm;
 
 pub use config::{ProjectorConfig, ProjectorKind};
 pub use conse::Conse;
 pub use mlp::Projector;
+pub use upm::{Upm, UpmConfig};

@@ -17,6 +17,7 @@ use candle_core::{Device, Module, Tensor};
 use candle_nn::{Linear, linear_no_bias};
 use tokenizers::Tokenizer;
 
+use crate::encoder::clip::Towers;
 use crate::encoder::siglip::{SiglipVisionConfig, SiglipVisionTransformer};
 use crate::llm::{ChatTemplate, DenseLlama, LlmConfig, Message, processor_chat_template};
 use crate::modality::image::{ImageSource, TilingProcessor};
@@ -72,7 +73,7 @@ impl Idefics3 {
         let image_token = config["image_token_id"]
             .as_u64()
             .ok_or_else(|| bad("missing image_token_id".into()))? as u32;
-        let (vb, weights) = crate::encoder::clip::load_weights(dir, &Device::Cpu)?;
+        let (vb, weights) = crate::encoder::clip::load_weights(dir, &Device::Cpu, Towers::Both)?;
         let with_path = |e: candle_core::Error| Error::model_file(&weights, e.to_string());
         let vision = SiglipVisionTransformer::new(&vision_config, vb.pp("model.vision_model"))
             .map_err(with_path)?;

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 
-use crate::encoder::clip::{ClipVisionConfig, ClipVisionTransformer};
+use crate::encoder::clip::{ClipVisionConfig, ClipVisionTransformer, Towers};
 use crate::llm::{ChatTemplate, DenseLlama, LlmConfig, Message, argmax, processor_chat_template};
 use crate::modality::image::{ImageProcessor, ImageSource};
 use crate::projector::{Projector, ProjectorConfig, ProjectorKind};
@@ -71,7 +71,7 @@ impl Llava {
                 config["projector_hidden_act"]
             )));
         }
-        let (vb, weights) = crate::encoder::clip::load_weights(dir, &Device::Cpu)?;
+        let (vb, weights) = crate::encoder::clip::load_weights(dir, &Device::Cpu, Towers::Both)?;
         let with_path = |e: candle_core::Error| Error::model_file(&weights, e.to_string());
         // transformers ≥ 4.52 nests everything under `model.`; older files do not.
         let nested = vb.contains_tensor("model.language_model.embed_tokens.weight");

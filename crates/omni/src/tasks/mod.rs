@@ -13,6 +13,7 @@ pub mod interleave;
 pub mod llava;
 pub mod mllm;
 pub mod mllm_train;
+pub mod onellm;
 pub mod search_space;
 pub mod speak;
 pub mod text_embedding;

@@ -34,10 +34,8 @@ use crate::{Error, Result};
 #[derive(Debug, Clone)]
 pub struct ClipModel {
     config: ClipConfig,
-    vision: ClipVisionTransformer,
-    text: ClipTextTransformer,
-    visual_projection: Linear,
-    text_projection: Linear,
+    image: Option<(ClipVisionTransformer, Linear)>,
+    text: Option<(ClipTextTransformer, Linear)>,
     logit_scale: f32,
     tokenizer: TextTokenizer,
     processor: ImageProcessor,
@@ -45,8 +43,13 @@ pub struct ClipModel {
 }
 
 impl ClipModel {
-    /// Loads a transformers `CLIPModel` directory.
+    /// Loads a transformers `CLIPModel` directory, both towers.
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        Self::load_towers(dir, device, Towers::Both)
+    }
+
+    /// Loads a transformers `CLIPModel` directory, only the towers asked for.
+    pub fn load_towers(dir: &Path, device: &Device, towers: Towers) -> Result<Self> {
         let config: ClipConfig = read_config(dir)?;
         let processor = image_processor(dir, config.vision_config.image_size)?;
         let tc = &config.text_config;
@@ -57,29 +60,34 @@ impl ClipModel {
             tc.pad_token_id,
             Padding::Longest,
         )?;
-        let (vb, weights) = load_weights(dir, device)?;
+        let (vb, weights) = load_weights(dir, device, towers)?;
         let build = || -> candle_core::Result<_> {
             let p = config.projection_dim;
-            Ok((
-                ClipVisionTransformer::new(&config.vision_config, vb.pp("vision_model"))?,
-                ClipTextTransformer::new(tc, vb.pp("text_model"))?,
-                linear_no_bias(
-                    config.vision_config.hidden_size,
-                    p,
-                    vb.pp("visual_projection"),
-                )?,
-                linear_no_bias(tc.hidden_size, p, vb.pp("text_projection"))?,
-                scalar(&vb, "logit_scale")?,
-            ))
+            let vc = &config.vision_config;
+            let image = if towers.image() {
+                Some((
+                    ClipVisionTransformer::new(vc, vb.pp("vision_model"))?,
+                    linear_no_bias(vc.hidden_size, p, vb.pp("visual_projection"))?,
+                ))
+            } else {
+                None
+            };
+            let text = if towers.text() {
+                Some((
+                    ClipTextTransformer::new(tc, vb.pp("text_model"))?,
+                    linear_no_bias(tc.hidden_size, p, vb.pp("text_projection"))?,
+                ))
+            } else {
+                None
+            };
+            Ok((image, text, scalar(&vb, "logit_scale")?))
         };
-        let (vision, text, visual_projection, text_projection, logit_scale) =
+        let (image, text, logit_scale) =
             build().map_err(|e| Error::model_file(&weights, e.to_string()))?;
         Ok(Self {
             config,
-            vision,
+            image,
             text,
-            visual_projection,
-            text_projection,
             logit_scale,
             tokenizer,
             processor,
@@ -115,16 +123,16 @@ impl ClipModel {
     /// # Shapes
     /// `pixels`: (N, 3, S, S) from [`Self::processor`]. Returns (N, projection_dim).
     pub fn image_embeddings(&self, pixels: &Tensor, normalize: bool) -> Result<Tensor> {
-        let pooled = self.vision.forward(pixels)?;
-        let e = self.visual_projection.forward(&pooled)?;
+        let (vision, projection) = Towers::Image.loaded(self.image.as_ref())?;
+        let e = projection.forward(&vision.forward(pixels)?)?;
         Ok(if normalize { l2_normalize(&e)? } else { e })
     }
 
     /// Projected text embeddings, (N, projection_dim).
     pub fn text_embeddings(&self, texts: &[&str], normalize: bool) -> Result<Tensor> {
+        let (text, projection) = Towers::Text.loaded(self.text.as_ref())?;
         let batch = self.tokenizer.encode(texts)?;
-        let pooled = self.text.forward(&batch.ids, &batch.keep, &self.device)?;
-        let e = self.text_projection.forward(&pooled)?;
+        let e = projection.forward(&text.forward(&batch.ids, &batch.keep, &self.device)?)?;
         Ok(if normalize { l2_normalize(&e)? } else { e })
     }
 
@@ -163,13 +171,53 @@ pub(crate) fn image_processor(dir: &Path, image_size: usize) -> Result<ImageProc
     Ok(processor)
 }
 
-/// A VarBuilder over `dir/model.safetensors` (f32), and that file's path.
+/// Which towers of an image–text model to load: a job that embeds only images (or only
+/// texts) leaves the other tower's weights on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Towers {
+    Both,
+    Image,
+    Text,
+}
+
+impl Towers {
+    pub(crate) fn image(self) -> bool {
+        self != Self::Text
+    }
+
+    pub(crate) fn text(self) -> bool {
+        self != Self::Image
+    }
+
+    /// Whether a checkpoint tensor belongs to the towers asked for (HF naming, shared by
+    /// CLIP and SigLIP).
+    fn keeps(self, name: &str) -> bool {
+        let text = name.starts_with("text_model.") || name.starts_with("text_projection.");
+        let image = name.starts_with("vision_model.") || name.starts_with("visual_projection.");
+        (self.text() || !text) && (self.image() || !image)
+    }
+
+    /// `tower` (this one, `Image` or `Text`), or an error saying it was not loaded.
+    pub(crate) fn loaded<T>(self, tower: Option<&T>) -> Result<&T> {
+        tower.ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "this model was loaded without its {} tower",
+                if self == Self::Image { "image" } else { "text" }
+            ))
+        })
+    }
+}
+
+/// A VarBuilder over `dir/model.safetensors` (f32, only the tensors of `towers`), and that
+/// file's path.
 pub(crate) fn load_weights(
     dir: &Path,
     device: &Device,
+    towers: Towers,
 ) -> Result<(VarBuilder<'static>, std::path::PathBuf)> {
     let path = dir.join("model.safetensors");
-    let tensors = crate::formats::safetensors::read_tensors(&path, device)?;
+    let tensors =
+        crate::formats::safetensors::read_tensors_where(&path, device, |n| towers.keeps(n))?;
     Ok((VarBuilder::from_tensors(tensors, DType::F32, device), path))
 }
 

@@ -19,7 +19,8 @@ pub use text::SiglipTextTransformer;
 pub use vision::SiglipVisionTransformer;
 
 use crate::encoder::clip::{
-    Padding, TextTokenizer, image_processor, l2_normalize, load_weights, read_config, scalar,
+    Padding, TextTokenizer, Towers, image_processor, l2_normalize, load_weights, read_config,
+    scalar,
 };
 use crate::modality::image::ImageProcessor;
 use crate::{Error, Result};
@@ -28,8 +29,8 @@ use crate::{Error, Result};
 #[derive(Debug, Clone)]
 pub struct SiglipModel {
     config: SiglipConfig,
-    vision: SiglipVisionTransformer,
-    text: SiglipTextTransformer,
+    vision: Option<SiglipVisionTransformer>,
+    text: Option<SiglipTextTransformer>,
     logit_scale: f32,
     logit_bias: f32,
     tokenizer: TextTokenizer,
@@ -38,8 +39,13 @@ pub struct SiglipModel {
 }
 
 impl SiglipModel {
-    /// Loads a transformers `SiglipModel` directory.
+    /// Loads a transformers `SiglipModel` directory, both towers.
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        Self::load_towers(dir, device, Towers::Both)
+    }
+
+    /// Loads a transformers `SiglipModel` directory, only the towers asked for.
+    pub fn load_towers(dir: &Path, device: &Device, towers: Towers) -> Result<Self> {
         let config: SiglipConfig = read_config(dir)?;
         let processor = image_processor(dir, config.vision_config.image_size)?;
         let tc = &config.text_config;
@@ -60,11 +66,24 @@ impl SiglipModel {
             tc.pad_token_id,
             Padding::MaxLength(tc.max_position_embeddings),
         )?;
-        let (vb, weights) = load_weights(dir, device)?;
+        let (vb, weights) = load_weights(dir, device, towers)?;
         let build = || -> candle_core::Result<_> {
+            let vision = if towers.image() {
+                Some(SiglipVisionTransformer::new(
+                    &config.vision_config,
+                    vb.pp("vision_model"),
+                )?)
+            } else {
+                None
+            };
+            let text = if towers.text() {
+                Some(SiglipTextTransformer::new(tc, vb.pp("text_model"))?)
+            } else {
+                None
+            };
             Ok((
-                SiglipVisionTransformer::new(&config.vision_config, vb.pp("vision_model"))?,
-                SiglipTextTransformer::new(tc, vb.pp("text_model"))?,
+                vision,
+                text,
                 scalar(&vb, "logit_scale")?,
                 scalar(&vb, "logit_bias")?,
             ))
@@ -115,14 +134,17 @@ impl SiglipModel {
     /// # Shapes
     /// `pixels`: (N, 3, S, S) from [`Self::processor`]. Returns (N, hidden).
     pub fn image_embeddings(&self, pixels: &Tensor, normalize: bool) -> Result<Tensor> {
-        let e = self.vision.forward(pixels)?;
+        let e = Towers::Image
+            .loaded(self.vision.as_ref())?
+            .forward(pixels)?;
         Ok(if normalize { l2_normalize(&e)? } else { e })
     }
 
     /// Text embeddings, (N, projection_size).
     pub fn text_embeddings(&self, texts: &[&str], normalize: bool) -> Result<Tensor> {
+        let text = Towers::Text.loaded(self.text.as_ref())?;
         let batch = self.tokenizer.encode(texts)?;
-        let e = self.text.forward(&batch.ids, None, &self.device)?;
+        let e = text.forward(&batch.ids, None, &self.device)?;
         Ok(if normalize { l2_normalize(&e)? } else { e })
     }
 

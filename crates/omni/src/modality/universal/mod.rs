@@ -1,0 +1,494 @@
+//! OneLLM's modality tokenizers (Han et al., "OneLLM: One Framework to Align All
+//! Modalities with Language", CVPR 2024, §3.1): one light layer per modality turns a raw
+//! signal into tokens of the universal encoder's width.
+//!
+//! | modality | input | layer | tokens |
+//! |---|---|---|---|
+//! | image | (3, S, S) pixels | the encoder's own patch convolution | (S/P)² |
+//! | video, depth, normal | (T, 3, S, S) frames | the same, per frame (averaged after the encoder) | (S/P)² |
+//! | audio | (mel bins, frames) log-mel map | 2-D conv, kernel 16, stride 10 | ⌊(m−16)/10+1⌋·⌊(f−16)/10+1⌋ |
+//! | point | (N, 6) points | FPS centres, kNN groups, 1×1 conv, max over the group | centres |
+//! | IMU | (6, samples) accelerometer + gyroscope | 1-D conv, kernel 10, no bias | samples − 9 |
+//! | fMRI | (voxels) | linear to tokens × width, viewed as (width, tokens) | tokens |
+//!
+//! Every stem is a patch extraction from the raw signal (plain Rust: the signal never
+//! needs a gradient) followed by one linear map, which is what the reference's
+//! convolutions compute; so the trainable part is an ordinary differentiable matmul.
+//! Weight names are the reference's (`conv1.{audio,point,fmri,imu}`), and a convolution's
+//! weight `(W, C, k…)` is used flattened to `(W, C·k…)` with patches in the same order.
+
+mod point;
+
+use candle_core::{Device, Tensor};
+use candle_nn::VarBuilder;
+use serde::{Deserialize, Serialize};
+
+pub use point::{farthest_point_sample, k_nearest};
+
+use crate::{Error, Result};
+
+/// The eight modalities of OneLLM, by the reference's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Modality {
+    Image,
+    Video,
+    Audio,
+    Point,
+    /// An image and its depth map (two frames, averaged after the encoder).
+    Rgbd,
+    /// An image and its surface-normal map.
+    Rgbn,
+    Fmri,
+    Imu,
+}
+
+impl Modality {
+    /// In the reference's order.
+    pub const ALL: [Modality; 8] = [
+        Modality::Image,
+        Modality::Video,
+        Modality::Audio,
+        Modality::Point,
+        Modality::Rgbd,
+        Modality::Rgbn,
+        Modality::Fmri,
+        Modality::Imu,
+    ];
+
+    /// The reference's key (`image`, `video`, … `imu`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Modality::Image => "image",
+            Modality::Video => "video",
+            Modality::Audio => "audio",
+            Modality::Point => "point",
+            Modality::Rgbd => "rgbd",
+            Modality::Rgbn => "rgbn",
+            Modality::Fmri => "fmri",
+            Modality::Imu => "imu",
+        }
+    }
+
+    /// Whether the input is frames of the image stem (image, video, depth, normal).
+    pub fn is_visual(self) -> bool {
+        matches!(
+            self,
+            Modality::Image | Modality::Video | Modality::Rgbd | Modality::Rgbn
+        )
+    }
+}
+
+impl std::str::FromStr for Modality {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Modality::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "unknown modality `{s}` (known: image, video, audio, point, rgbd, rgbn, fmri, imu)"
+                ))
+            })
+    }
+}
+
+/// Sizes of the non-visual stems.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StemConfig {
+    /// Audio: mel bins × frames of the log-mel map (OneLLM: 128 × 1024).
+    pub audio_mel_bins: usize,
+    pub audio_frames: usize,
+    /// Points per cloud, centres sampled, neighbours per centre (8192, 1024, 32).
+    pub points: usize,
+    pub point_centres: usize,
+    pub point_neighbours: usize,
+    /// First of the three columns that FPS and kNN measure distances on. The released
+    /// OneLLM uses 3 (the colour columns of its data); 0 uses x, y, z.
+    pub point_distance_column: usize,
+    /// IMU samples per window (OneLLM: 400, 2 s at 200 Hz).
+    pub imu_samples: usize,
+    /// fMRI voxels and the tokens they become (15724 → 8).
+    pub fmri_voxels: usize,
+    pub fmri_tokens: usize,
+}
+
+impl Default for StemConfig {
+    fn default() -> Self {
+        Self {
+            audio_mel_bins: 128,
+            audio_frames: 1024,
+            points: 8192,
+            point_centres: 1024,
+            point_neighbours: 32,
+            point_distance_column: 3,
+            imu_samples: 400,
+            fmri_voxels: 15724,
+            fmri_tokens: 8,
+        }
+    }
+}
+
+/// Audio: 16×16 patches at stride 10 of the (mel bins, frames) map.
+pub const AUDIO_KERNEL: usize = 16;
+pub const AUDIO_STRIDE: usize = 10;
+/// IMU: windows of 10 samples over the 6 channels.
+pub const IMU_KERNEL: usize = 10;
+pub const IMU_CHANNELS: usize = 6;
+/// Point features: x, y, z, r, g, b.
+pub const POINT_CHANNELS: usize = 6;
+
+impl StemConfig {
+    /// Token count of the audio stem: (frequency patches, time patches).
+    pub fn audio_grid(&self) -> (usize, usize) {
+        let n = |len: usize| (len.saturating_sub(AUDIO_KERNEL)) / AUDIO_STRIDE + 1;
+        (n(self.audio_mel_bins), n(self.audio_frames))
+    }
+
+    /// Tokens a non-visual modality makes before the class token.
+    pub fn tokens(&self, modality: Modality) -> Option<usize> {
+        match modality {
+            Modality::Audio => {
+                let (f, t) = self.audio_grid();
+                Some(f * t)
+            }
+            Modality::Point => Some(self.point_centres),
+            Modality::Imu => Some(self.imu_samples + 1 - IMU_KERNEL),
+            Modality::Fmri => Some(self.fmri_tokens),
+            _ => None,
+        }
+    }
+}
+
+/// A modality's raw input, batched: `data` is row-major in `shape`.
+#[derive(Debug, Clone)]
+pub struct Signal {
+    pub modality: Modality,
+    pub data: Vec<f32>,
+    /// image: (B, 3, S, S); video/rgbd/rgbn: (B, T, 3, S, S); audio: (B, mel bins, frames);
+    /// point: (B, N, 6); IMU: (B, 6, samples); fMRI: (B, voxels).
+    pub shape: Vec<usize>,
+}
+
+impl Signal {
+    /// Checks the shape against the stems and that every value is finite.
+    pub fn validate(&self, c: &StemConfig, image_size: usize) -> Result<()> {
+        let m = self.modality.name();
+        let want: Vec<usize> = match self.modality {
+            Modality::Image => vec![3, image_size, image_size],
+            Modality::Video | Modality::Rgbd | Modality::Rgbn => {
+                let t = self.shape.get(1).copied().unwrap_or(0);
+                vec![t.max(1), 3, image_size, image_size]
+            }
+            Modality::Audio => vec![c.audio_mel_bins, c.audio_frames],
+            Modality::Point => vec![c.points, POINT_CHANNELS],
+            Modality::Imu => vec![IMU_CHANNELS, c.imu_samples],
+            Modality::Fmri => vec![c.fmri_voxels],
+        };
+        if self.shape.len() != want.len() + 1 || self.shape[1..] != want[..] || self.shape[0] == 0 {
+            return Err(Error::InvalidInput(format!(
+                "{m} input has shape {:?}; expected (batch, {})",
+                self.shape,
+                want.iter()
+                    .map(usize::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        if self.data.len() != self.shape.iter().product::<usize>() {
+            return Err(Error::InvalidInput(format!(
+                "{m} input holds {} values, not the {} of shape {:?}",
+                self.data.len(),
+                self.shape.iter().product::<usize>(),
+                self.shape
+            )));
+        }
+        if let Some(i) = self.data.iter().position(|v| !v.is_finite()) {
+            return Err(Error::InvalidInput(format!(
+                "{m} input has a non-finite value ({}) at flat index {i}",
+                self.data[i]
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn batch(&self) -> usize {
+        self.shape[0]
+    }
+}
+
+/// The trainable stems of the non-visual modalities (`conv1.{audio,point,imu,fmri}`).
+#[derive(Debug, Clone)]
+pub struct Stems {
+    config: StemConfig,
+    width: usize,
+    /// (W, 1·16·16) and (W)
+    audio: (Tensor, Tensor),
+    /// (W, 6) and (W)
+    point: (Tensor, Tensor),
+    /// (W, 6·10), no bias
+    imu: Tensor,
+    /// (tokens·W, voxels) and (tokens·W)
+    fmri: (Tensor, Tensor),
+}
+
+impl Stems {
+    /// Reads (or, on a `VarMap`, creates) the stems under `vb` (`conv1.*`).
+    pub fn new(config: StemConfig, width: usize, vb: VarBuilder) -> candle_core::Result<Self> {
+        // PyTorch's default init for a conv or linear layer: U(±1/√fan_in).
+        let init = |fan_in: usize| {
+            let bound = 1.0 / (fan_in as f64).sqrt();
+            candle_nn::Init::Uniform {
+                lo: -bound,
+                up: bound,
+            }
+        };
+        let weight = |vb: &VarBuilder, shape: &[usize]| {
+            let fan_in: usize = shape[1..].iter().product();
+            vb.get_with_hints(shape, "weight", init(fan_in))?
+                .reshape((shape[0], fan_in))
+        };
+        let bias = |vb: &VarBuilder, out: usize, fan_in: usize| {
+            vb.get_with_hints(out, "bias", init(fan_in))
+        };
+        let k = AUDIO_KERNEL;
+        let (audio, point, imu, fmri) = (
+            vb.pp("audio"),
+            vb.pp("point.conv1"),
+            vb.pp("imu"),
+            vb.pp("fmri"),
+        );
+        let fmri_out = config.fmri_tokens * width;
+        Ok(Self {
+            audio: (
+                weight(&audio, &[width, 1, k, k])?,
+                bias(&audio, width, k * k)?,
+            ),
+            point: (
+                weight(&point, &[width, POINT_CHANNELS, 1, 1])?,
+                bias(&point, width, POINT_CHANNELS)?,
+            ),
+            imu: weight(&imu, &[width, IMU_CHANNELS, IMU_KERNEL])?,
+            fmri: (
+                weight(&fmri, &[fmri_out, config.fmri_voxels])?,
+                bias(&fmri, fmri_out, config.fmri_voxels)?,
+            ),
+            config,
+            width,
+        })
+    }
+
+    pub fn config(&self) -> &StemConfig {
+        &self.config
+    }
+
+    /// Tokens `(B, L, W)` of a non-visual signal (already validated).
+    pub fn forward(&self, signal: &Signal) -> Result<Tensor> {
+        let b = signal.batch();
+        let c = &self.config;
+        let cpu = Device::Cpu;
+        let tokens = match signal.modality {
+            Modality::Audio => {
+                let (patches, l) = audio_patches(&signal.data, b, c);
+                let x = Tensor::from_vec(patches, (b * l, AUDIO_KERNEL * AUDIO_KERNEL), &cpu)?;
+                affine(&x, &self.audio.0, Some(&self.audio.1))?.reshape((b, l, self.width))?
+            }
+            Modality::Imu => {
+                let (patches, l) = imu_patches(&signal.data, b, c.imu_samples);
+                let x = Tensor::from_vec(patches, (b * l, IMU_CHANNELS * IMU_KERNEL), &cpu)?;
+                affine(&x, &self.imu, None)?.reshape((b, l, self.width))?
+            }
+            Modality::Fmri => {
+                let x = Tensor::from_vec(signal.data.clone(), (b, c.fmri_voxels), &cpu)?;
+                // (B, tokens·W) viewed as (B, W, tokens), as the reference's reshape.
+                affine(&x, &self.fmri.0, Some(&self.fmri.1))?
+                    .reshape((b, self.width, c.fmri_tokens))?
+                    .transpose(1, 2)?
+            }
+            Modality::Point => self.point_tokens(signal)?,
+            other => {
+                return Err(Error::InvalidInput(format!(
+                    "{} frames go through the encoder's patch embedding, not a stem",
+                    other.name()
+                )));
+            }
+        };
+        Ok(tokens.contiguous()?)
+    }
+
+    /// FPS centres, their kNN groups, the 1×1 convolution of every point and the max
+    /// over each group: `(B, centres, W)`.
+    fn point_tokens(&self, signal: &Signal) -> Result<Tensor> {
+        let c = &self.config;
+        let (b, n, m, k) = (
+            signal.batch(),
+            c.points,
+            c.point_centres,
+            c.point_neighbours,
+        );
+        let mut groups = Vec::with_capacity(b * m * k);
+        for i in 0..b {
+            let cloud = &signal.data[i * n * POINT_CHANNELS..(i + 1) * n * POINT_CHANNELS];
+            let coords: Vec<[f32; 3]> = cloud
+                .chunks_exact(POINT_CHANNELS)
+                .map(|p| {
+                    let o = c.point_distance_column;
+                    [p[o], p[o + 1], p[o + 2]]
+                })
+                .collect();
+            let centres = farthest_point_sample(&coords, m)?;
+            let centre_coords: Vec<[f32; 3]> = centres.iter().map(|&j| coords[j]).collect();
+            for group in k_nearest(&coords, &centre_coords, k)? {
+                groups.extend(group.into_iter().map(|j| (i * n + j) as u32));
+            }
+        }
+        let cpu = Device::Cpu;
+        let points = Tensor::from_vec(signal.data.clone(), (b * n, POINT_CHANNELS), &cpu)?;
+        let h = affine(&points, &self.point.0, Some(&self.point.1))?;
+        let idx = Tensor::from_vec(groups, b * m * k, &cpu)?;
+        Ok(h.index_select(&idx, 0)?
+            .reshape((b, m, k, self.width))?
+            .max(2)?)
+    }
+
+    /// Every parameter, by its reference name (for saving).
+    pub fn tensors(&self) -> Result<Vec<(String, Tensor)>> {
+        let w = self.width;
+        let k = AUDIO_KERNEL;
+        Ok(vec![
+            ("audio.weight".into(), self.audio.0.reshape((w, 1, k, k))?),
+            ("audio.bias".into(), self.audio.1.clone()),
+            (
+                "point.conv1.weight".into(),
+                self.point.0.reshape((w, POINT_CHANNELS, 1, 1))?,
+            ),
+            ("point.conv1.bias".into(), self.point.1.clone()),
+            (
+                "imu.weight".into(),
+                self.imu.reshape((w, IMU_CHANNELS, IMU_KERNEL))?,
+            ),
+            ("fmri.weight".into(), self.fmri.0.clone()),
+            ("fmri.bias".into(), self.fmri.1.clone()),
+        ])
+    }
+}
+
+/// `x W^T + b` for `x` (R, in), `w` (out, in).
+fn affine(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> candle_core::Result<Tensor> {
+    let y = x.matmul(&w.t()?)?;
+    match b {
+        Some(b) => y.broadcast_add(b),
+        None => Ok(y),
+    }
+}
+
+/// 16×16 patches at stride 10 of each (mel bins, frames) map, frequency-major, as the
+/// reference's `Conv2d(1, W, 16, stride=10)` reads them: (B·L, 256) and L.
+fn audio_patches(data: &[f32], b: usize, c: &StemConfig) -> (Vec<f32>, usize) {
+    let (gf, gt) = c.audio_grid();
+    let (h, w, k, s) = (c.audio_mel_bins, c.audio_frames, AUDIO_KERNEL, AUDIO_STRIDE);
+    let mut out = Vec::with_capacity(b * gf * gt * k * k);
+    for map in data.chunks_exact(h * w).take(b) {
+        for pf in 0..gf {
+            for pt in 0..gt {
+                for i in 0..k {
+                    let row = (pf * s + i) * w + pt * s;
+                    out.extend_from_slice(&map[row..row + k]);
+                }
+            }
+        }
+    }
+    (out, gf * gt)
+}
+
+/// Windows of 10 samples over the 6 channels at stride 1, channel-major within a window,
+/// as `Conv1d(6, W, 10)` reads them: (B·L, 60) and L.
+fn imu_patches(data: &[f32], b: usize, samples: usize) -> (Vec<f32>, usize) {
+    let l = samples + 1 - IMU_KERNEL;
+    let mut out = Vec::with_capacity(b * l * IMU_CHANNELS * IMU_KERNEL);
+    for window in data.chunks_exact(IMU_CHANNELS * samples).take(b) {
+        for t in 0..l {
+            for ch in 0..IMU_CHANNELS {
+                let start = ch * samples + t;
+                out.extend_from_slice(&window[start..start + IMU_KERNEL]);
+            }
+        }
+    }
+    (out, l)
+}
+
+/// Pixels `(B, 3, S, S)` → patches `(B·g², 3·P·P)` in the order of a stride-P convolution
+/// with weight `(W, 3, P, P)`, and g².
+pub fn image_patches(data: &[f32], b: usize, size: usize, patch: usize) -> (Vec<f32>, usize) {
+    let g = size / patch;
+    let mut out = Vec::with_capacity(b * 3 * size * size);
+    for image in data.chunks_exact(3 * size * size).take(b) {
+        for py in 0..g {
+            for px in 0..g {
+                for ch in 0..3 {
+                    for i in 0..patch {
+                        let row = ch * size * size + (py * patch + i) * size + px * patch;
+                        out.extend_from_slice(&image[row..row + patch]);
+                    }
+                }
+            }
+        }
+    }
+    (out, g * g)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audio_patches_follow_the_convolution() {
+        let c = StemConfig {
+            audio_mel_bins: 26,
+            audio_frames: 36,
+            ..Default::default()
+        };
+        assert_eq!(c.audio_grid(), (2, 3));
+        let data: Vec<f32> = (0..26 * 36).map(|v| v as f32).collect();
+        let (p, l) = audio_patches(&data, 1, &c);
+        assert_eq!(l, 6);
+        // Patch (1, 2): rows 10.., columns 20..; its first row starts at 10·36 + 20.
+        let patch = &p[5 * 256..6 * 256];
+        assert_eq!(patch[0], (10 * 36 + 20) as f32);
+        assert_eq!(patch[16], (11 * 36 + 20) as f32);
+    }
+
+    #[test]
+    fn imu_windows_are_channel_major() {
+        let data: Vec<f32> = (0..6 * 12).map(|v| v as f32).collect();
+        let (p, l) = imu_patches(&data, 1, 12);
+        assert_eq!(l, 3);
+        assert_eq!(&p[60..63], &[1.0, 2.0, 3.0]);
+        assert_eq!(p[60 + 10], 13.0);
+    }
+
+    #[test]
+    fn bad_signals_are_named() {
+        let c = StemConfig::default();
+        let imu = Signal {
+            modality: Modality::Imu,
+            data: vec![0.0; 5 * 400],
+            shape: vec![1, 5, 400],
+        };
+        let err = imu.validate(&c, 224).unwrap_err().to_string();
+        assert!(err.contains("imu input has shape [1, 5, 400]") && err.contains("6, 400"));
+        let mut point = Signal {
+            modality: Modality::Point,
+            data: vec![0.0; 8192 * 6],
+            shape: vec![1, 8192, 6],
+        };
+        point.data[7] = f32::NAN;
+        let err = point.validate(&c, 224).unwrap_err().to_string();
+        assert!(
+            err.contains("non-finite value (NaN) at flat index 7"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,281 @@
+//! OneLLM (Han et al., "OneLLM: One Framework to Align All Modalities with Language",
+//! CVPR 2024; reference code csuhan/OneLLM, `model/LLM/onellm.py`): eight modalities
+//! through their light tokenizers into one frozen encoder, one mixture-of-experts
+//! projection module, and a LLaMA decoder.
+//!
+//! ```text
+//! signal ─► modality::universal stem ─► encoder::universal (frozen ViT) ─► projector::upm
+//!        ─► [BOS, start_tag, Q tokens, end_tag, text…] ─► LLaMA ─► logits
+//! ```
+//!
+//! A checkpoint directory holds `config.json` ([`OneLlmConfig`]) and `model.safetensors`
+//! with the reference's tensor names (a leading `llma.` is accepted): `clip.visual.*`,
+//! `conv1.*`, `positional_embedding.*`, the UPM's and the LLaMA decoder's
+//! (`tok_embeddings`, `layers.{i}.attention.wq`, …, `norm`, `output`).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use serde::{Deserialize, Serialize};
+
+use crate::encoder::universal::UniversalEncoder;
+use crate::llm::{Arch, DenseLlama, LlmConfig, RopeStyle};
+use crate::modality::universal::{Modality, Signal, StemConfig, Stems};
+use crate::projector::upm::{Upm, UpmConfig, swiglu_hidden};
+use crate::{Error, Result};
+
+/// A LLaMA decoder in Meta's layout (`params.json` of LLaMA-2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetaLlamaConfig {
+    pub dim: usize,
+    pub n_layers: usize,
+    pub n_heads: usize,
+    pub vocab_size: usize,
+    #[serde(default = "default_multiple_of")]
+    pub multiple_of: usize,
+    #[serde(default = "default_eps")]
+    pub norm_eps: f64,
+}
+
+fn default_multiple_of() -> usize {
+    256
+}
+
+fn default_eps() -> f64 {
+    1e-5
+}
+
+impl MetaLlamaConfig {
+    fn llm_config(&self) -> LlmConfig {
+        let head_dim = self.dim / self.n_heads.max(1);
+        LlmConfig {
+            arch: Arch::Llama,
+            name: None,
+            hidden_size: self.dim,
+            n_layer: self.n_layers,
+            n_head: self.n_heads,
+            n_kv_head: self.n_heads,
+            head_dim,
+            ffn_dim: swiglu_hidden(self.dim, self.multiple_of),
+            context_length: 2048,
+            vocab_size: self.vocab_size,
+            rope_dim: head_dim,
+            rope_theta: 10000.0,
+            rope_freq_scale: 1.0,
+            rope_style: RopeStyle::Interleaved,
+            rms_eps: self.norm_eps as f32,
+            qkv_bias: false,
+            tied_embeddings: false,
+        }
+    }
+}
+
+/// `config.json` of a OneLLM checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OneLlmConfig {
+    /// Attention heads of the universal encoder (open_clip's ViT: width / 64).
+    pub encoder_heads: usize,
+    #[serde(default)]
+    pub stems: StemConfig,
+    #[serde(default)]
+    pub upm: UpmConfig,
+    pub llm: MetaLlamaConfig,
+}
+
+/// A loaded OneLLM.
+#[derive(Debug, Clone)]
+pub struct OneLlm {
+    config: OneLlmConfig,
+    encoder: UniversalEncoder,
+    stems: Stems,
+    /// `positional_embedding.{m}` of the non-visual modalities, `(1 + L, W)`.
+    positions: HashMap<Modality, Tensor>,
+    upm: Upm,
+    llm: DenseLlama,
+}
+
+impl OneLlm {
+    /// Loads `dir/config.json` and `dir/model.safetensors`.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let config_path = dir.join("config.json");
+        let text = std::fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
+        let config: OneLlmConfig = serde_json::from_str(&text)
+            .map_err(|e| Error::model_file(&config_path, e.to_string()))?;
+        let weights = dir.join("model.safetensors");
+        let tensors: HashMap<String, Tensor> =
+            crate::formats::safetensors::read_tensors(&weights, &Device::Cpu)?
+                .into_iter()
+                .map(|(k, v)| {
+                    Ok((
+                        k.strip_prefix("llma.").unwrap_or(&k).to_string(),
+                        v.to_dtype(DType::F32)?,
+                    ))
+                })
+                .collect::<Result<_>>()?;
+        Self::from_tensors(config, tensors).map_err(|e| Error::model_file(&weights, e.to_string()))
+    }
+
+    /// Builds the model from reference-named f32 tensors.
+    pub fn from_tensors(config: OneLlmConfig, tensors: HashMap<String, Tensor>) -> Result<Self> {
+        let clip: HashMap<String, Tensor> = tensors
+            .iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix("clip.visual.")?.to_string(), v.clone())))
+            .collect();
+        let encoder = UniversalEncoder::from_open_clip(&clip, config.encoder_heads)?;
+        let width = encoder.width();
+        let vb = VarBuilder::from_tensors(tensors.clone(), DType::F32, &Device::Cpu);
+        let stems = Stems::new(config.stems.clone(), width, vb.pp("conv1"))?;
+        let mut positions = HashMap::new();
+        for m in [
+            Modality::Audio,
+            Modality::Point,
+            Modality::Imu,
+            Modality::Fmri,
+        ] {
+            let l = config.stems.tokens(m).unwrap_or(0) + 1;
+            positions.insert(
+                m,
+                vb.get((l, width), &format!("positional_embedding.{}", m.name()))?,
+            );
+        }
+        let upm = Upm::new(
+            config.upm.clone(),
+            width,
+            config.llm.dim,
+            &Modality::ALL,
+            vb.clone(),
+        )?;
+        let llm = DenseLlama::from_named(config.llm.llm_config(), DType::F32, &mut |name| {
+            let meta = meta_name(name);
+            tensors
+                .get(&meta)
+                .cloned()
+                .ok_or_else(|| Error::InvalidInput(format!("no LLaMA tensor `{meta}`")))
+        })?;
+        Ok(Self {
+            config,
+            encoder,
+            stems,
+            positions,
+            upm,
+            llm,
+        })
+    }
+
+    pub fn config(&self) -> &OneLlmConfig {
+        &self.config
+    }
+
+    pub fn upm(&self) -> &Upm {
+        &self.upm
+    }
+
+    /// The stem's tokens `(B, L, W)` (frames: `(B·T, L, W)`).
+    pub fn tokenize(&self, signal: &Signal) -> Result<Tensor> {
+        signal.validate(&self.config.stems, self.encoder.image_size())?;
+        if signal.modality.is_visual() {
+            let s = self.encoder.image_size();
+            let frames = signal.data.len() / (3 * s * s);
+            self.encoder.patch_tokens(&signal.data, frames)
+        } else {
+            self.stems.forward(signal)
+        }
+    }
+
+    /// Universal-encoder features `(B, 1 + L, W)`, frames averaged.
+    pub fn encode(&self, signal: &Signal) -> Result<Tensor> {
+        let tokens = self.tokenize(signal)?;
+        let m = signal.modality;
+        let positions = match self.positions.get(&m) {
+            Some(p) => p,
+            None => self.encoder.image_positions(),
+        };
+        let features = self.encoder.forward(&tokens, positions)?;
+        let b = signal.batch();
+        let (bt, l, w) = features.dims3()?;
+        Ok(features.reshape((b, bt / b, l, w))?.mean(1)?)
+    }
+
+    /// LLM-width modality tokens `(B, Q, D)`.
+    pub fn project(&self, m: Modality, features: &Tensor) -> Result<Tensor> {
+        Ok(self.upm.forward(m, features)?)
+    }
+
+    /// The decoder input of the reference's training forward: `[BOS, start_tag, Q
+    /// modality tokens, end_tag, text…]` for each row of `tokens` (which start with BOS),
+    /// and the prefix length `Q + 2`.
+    pub fn llm_inputs(
+        &self,
+        m: Modality,
+        modal: &Tensor,
+        tokens: &[Vec<u32>],
+    ) -> Result<(Tensor, usize)> {
+        let (start, end) = self.upm.tags(m)?;
+        let mut rows = Vec::with_capacity(tokens.len());
+        for (i, row) in tokens.iter().enumerate() {
+            if row.is_empty() {
+                return Err(Error::InvalidInput(
+                    "a token row is empty (it must start with BOS)".into(),
+                ));
+            }
+            let text = self.llm.embed_tokens(row)?;
+            rows.push(Tensor::cat(
+                &[
+                    &text.narrow(0, 0, 1)?,
+                    start,
+                    &modal.get(i)?,
+                    end,
+                    &text.narrow(0, 1, row.len() - 1)?,
+                ],
+                0,
+            )?);
+        }
+        Ok((Tensor::stack(&rows, 0)?, modal.dim(1)? + 2))
+    }
+
+    /// The reference's `Transformer.forward(tokens, signal, modal)`: logits `(B, T', vocab)`
+    /// from the end tag onward (rows of `tokens` of equal length, starting with BOS).
+    pub fn logits(&self, signal: &Signal, tokens: &[Vec<u32>]) -> Result<Tensor> {
+        let m = signal.modality;
+        let modal = self.project(m, &self.encode(signal)?)?;
+        let (x, prefix) = self.llm_inputs(m, &modal, tokens)?;
+        let hidden = self.llm.forward_embeds(&x)?;
+        let (b, t, d) = hidden.dims3()?;
+        let tail = hidden
+            .narrow(1, prefix, t - prefix)?
+            .reshape((b * (t - prefix), d))?;
+        Ok(self.llm.logits(&tail)?.reshape((b, t - prefix, ()))?)
+    }
+}
+
+/// The Meta-layout name of a GGUF-named LLaMA tensor.
+fn meta_name(gguf: &str) -> String {
+    match gguf {
+        "token_embd.weight" => "tok_embeddings.weight".into(),
+        "output_norm.weight" => "norm.weight".into(),
+        "output.weight" => "output.weight".into(),
+        _ => {
+            let Some((layer, tensor)) = gguf.strip_prefix("blk.").and_then(|r| r.split_once('.'))
+            else {
+                return gguf.to_string();
+            };
+            let meta = match tensor {
+                "attn_norm.weight" => "attention_norm.weight",
+                "ffn_norm.weight" => "ffn_norm.weight",
+                "attn_q.weight" => "attention.wq.weight",
+                "attn_k.weight" => "attention.wk.weight",
+                "attn_v.weight" => "attention.wv.weight",
+                "attn_output.weight" => "attention.wo.weight",
+                "ffn_gate.weight" => "feed_forward.w1.weight",
+                "ffn_up.weight" => "feed_forward.w3.weight",
+                "ffn_down.weight" => "feed_forward.w2.weight",
+                other => other,
+            };
+            format!("layers.{layer}.{meta}")
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! OneLLM against the reference code (csuhan/OneLLM) on a tiny random model: every
+//! modality's tokenizer, the universal encoder, the UPM's routing and output, and the
+//! LLM's logits (fixtures from `scripts/make_onellm_fixtures.py`).
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use candle_core::{Device, Tensor};
+use omni::modality::universal::{Modality, Signal};
+use omni::tasks::onellm::OneLlm;
+
+const TOLERANCE: f32 = 1e-4;
+
+fn model() -> &'static OneLlm {
+    static MODEL: OnceLock<OneLlm> = OnceLock::new();
+    MODEL.get_or_init(|| OneLlm::load(&common::fixtures().join("onellm/tiny")).unwrap())
+}
+
+fn reference() -> &'static HashMap<String, Tensor> {
+    static REF: OnceLock<HashMap<String, Tensor>> = OnceLock::new();
+    REF.get_or_init(|| {
+        let path = common::fixtures().join("onellm/reference.safetensors");
+        omni::formats::safetensors::read_tensors(&path, &Device::Cpu).unwrap()
+    })
+}
+
+fn signal(m: Modality) -> Signal {
+    let x = &reference()[&format!("input.{}", m.name())];
+    Signal {
+        modality: m,
+        data: x.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        shape: x.dims().to_vec(),
+    }
+}
+
+fn max_abs_diff(ours: &Tensor, theirs: &Tensor) -> f32 {
+    assert_eq!(ours.dims(), theirs.dims());
+    (ours - theirs)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+fn check(m: Modality, stage: &str, ours: &Tensor) {
+    let want = &reference()[&format!("{stage}.{}", m.name())];
+    let diff = max_abs_diff(ours, want);
+    eprintln!("{:6} {stage:8} max abs diff {diff:.2e}", m.name());
+    assert!(diff <= TOLERANCE, "{} {stage} differs by {diff}", m.name());
+}
+
+fn text_tokens() -> Vec<Vec<u32>> {
+    reference()["tokens"]
+        .to_vec2::<i64>()
+        .unwrap()
+        .into_iter()
+        .map(|row| row.into_iter().map(|t| t as u32).collect())
+        .collect()
+}
+
+#[test]
+fn every_stage_of_every_modality_matches_the_reference() {
+    let model = model();
+    for m in Modality::ALL {
+        let s = signal(m);
+        check(m, "stem", &model.tokenize(&s).unwrap());
+        let features = model.encode(&s).unwrap();
+        check(m, "encoder", &features);
+        check(m, "routing", &model.upm().routing(m).unwrap());
+        check(m, "upm", &model.project(m, &features).unwrap());
+        check(m, "logits", &model.logits(&s, &text_tokens()).unwrap());
+    }
+}
+
+#[test]
+fn signals_in_the_wrong_shape_or_with_nans_are_refused() {
+    let model = model();
+    let mut imu = signal(Modality::Imu);
+    imu.shape = vec![2, 5, 48];
+    let err = model.tokenize(&imu).unwrap_err().to_string();
+    assert!(err.contains("imu input has shape [2, 5, 48]"), "{err}");
+    assert!(err.contains("(batch, 6, 40)"), "{err}");
+
+    let mut point = signal(Modality::Point);
+    point.data[10] = f32::NAN;
+    let err = model.encode(&point).unwrap_err().to_string();
+    assert!(err.contains("point input has a non-finite value"), "{err}");
+
+    let mut audio = signal(Modality::Audio);
+    audio.data.pop();
+    let err = model.encode(&audio).unwrap_err().to_string();
+    assert!(err.contains("audio input holds"), "{err}");
+
+    let err = "smell".parse::<Modality>().unwrap_err().to_string();
+    assert!(err.contains("unknown modality `smell`"), "{err}");
+}
+
+#[test]
+fn a_constant_router_weighs_every_expert_equally() {
+    let mut config = model().config().clone();
+    config.upm.soft_router = false;
+    let dir = common::fixtures().join("onellm/tiny");
+    let tensors =
+        omni::formats::safetensors::read_tensors(&dir.join("model.safetensors"), &Device::Cpu)
+            .unwrap();
+    let constant = OneLlm::from_tensors(config, tensors).unwrap();
+    let w = constant
+        .upm()
+        .routing(Modality::Audio)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    assert!(w.iter().flatten().all(|&v| (v - 1.0 / 3.0).abs() < 1e-7));
+}
