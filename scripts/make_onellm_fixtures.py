@@ -221,7 +221,7 @@ def main():
     }
     save_file(state, os.path.join(tiny, "model.safetensors"))
     config = {
-        "encoder_heads": WIDTH // CLIP_HEAD_WIDTH,
+        "encoder": {"kind": "open_clip", "heads": WIDTH // CLIP_HEAD_WIDTH},
         "stems": STEMS,
         "upm": {"experts": 3, "layers": EXPERT_LAYERS, "heads": 16, "queries": 30,
                 "multiple_of": LLM["multiple_of"], "norm_eps": 1e-5},

@@ -119,3 +119,21 @@ fn a_constant_router_weighs_every_expert_equally() {
         .unwrap();
     assert!(w.iter().flatten().all(|&v| (v - 1.0 / 3.0).abs() < 1e-7));
 }
+
+#[test]
+fn whisper_blocks_serve_as_the_universal_encoder() {
+    let Some(dir) = common::model_dir("whisper-tiny.en", "model.bin") else {
+        return;
+    };
+    let whisper = omni::encoder::whisper::Whisper::load(&dir).unwrap();
+    let universal =
+        omni::encoder::universal::UniversalEncoder::from_whisper(&dir.join("model.bin")).unwrap();
+    assert!(universal.vit().is_none() && universal.class_embedding().is_none());
+    let x = Tensor::randn(0f32, 1.0, (2, 37, universal.width()), &Device::Cpu).unwrap();
+    let diff = max_abs_diff(
+        &universal.forward(&x).unwrap(),
+        &whisper.encoder.blocks(&x).unwrap(),
+    );
+    eprintln!("whisper-tiny.en blocks as the universal encoder: max abs diff {diff:.2e}");
+    assert!(diff <= TOLERANCE, "{diff}");
+}

@@ -4,41 +4,109 @@
 //! table per modality otherwise), `ln_pre`, every transformer block and `ln_post` on
 //! every token; the projection to CLIP's joint space is not used.
 //!
-//! Weights are in open_clip's layout (`conv1`, `class_embedding`, `positional_embedding`,
-//! `ln_pre`, `transformer.resblocks.{i}.{ln_1, attn.in_proj_*, attn.out_proj, ln_2,
-//! mlp.c_fc, mlp.c_proj}`, `ln_post`), as OneLLM stores them under `clip.visual.`; the
-//! blocks run on the CLIP encoder of [`crate::encoder::clip`] (QuickGELU, eps 1e-5).
+//! Two pretrained sources: CLIP's ViT in open_clip's layout (`conv1`, `class_embedding`,
+//! `positional_embedding`, `ln_pre`, `transformer.resblocks.{i}.{ln_1, attn.in_proj_*,
+//! attn.out_proj, ln_2, mlp.c_fc, mlp.c_proj}`, `ln_post`), as OneLLM stores it under
+//! `clip.visual.`; or Whisper's audio encoder blocks (seed 003: any well-pretrained
+//! transformer can serve as a universal cross-modal encoder), for machines without CLIP.
+//! Either runs on the CLIP encoder of [`crate::encoder::clip`] (eps 1e-5).
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::encoder::clip::Activation;
 use crate::encoder::clip::layers::{Encoder, EncoderDims};
+use crate::encoder::whisper::WhisperConfig;
+use crate::formats::ct2::Ct2File;
 use crate::modality::universal::image_patches;
 use crate::projector::norm::Norm;
 use crate::{Error, Result};
 
-/// The shared ViT.
+/// CLIP's own frame input: its frozen patch convolution and position table.
 #[derive(Debug, Clone)]
-pub struct UniversalEncoder {
+pub struct VitInput {
     /// (W, 3·P·P): the patch convolution, flattened.
     patch_embedding: Tensor,
-    class_embedding: Tensor,
     /// (1 + g², W)
-    position_embedding: Tensor,
-    ln_pre: Norm,
+    pub position_embedding: Tensor,
+    pub patch: usize,
+    pub image_size: usize,
+}
+
+impl VitInput {
+    /// The patch embedding of `b` images `(b, 3, S, S)` given as row-major pixels:
+    /// `(b, g², W)`.
+    pub fn patch_tokens(&self, pixels: &[f32], b: usize) -> Result<Tensor> {
+        let (patches, l) = image_patches(pixels, b, self.image_size, self.patch);
+        let x = Tensor::from_vec(patches, (b * l, 3 * self.patch * self.patch), &Device::Cpu)?;
+        let w = self.patch_embedding.dim(0)?;
+        Ok(x.matmul(&self.patch_embedding.t()?)?.reshape((b, l, w))?)
+    }
+}
+
+/// The shared encoder: a pretrained transformer's blocks with their final LayerNorm.
+#[derive(Debug, Clone)]
+pub struct UniversalEncoder {
+    /// A ViT's frame input and class token (CLIP); other encoders have neither, and the
+    /// model learns them with the stems.
+    vit: Option<VitInput>,
+    class_embedding: Option<Tensor>,
+    ln_pre: Option<Norm>,
     encoder: Encoder,
     ln_post: Norm,
     width: usize,
-    patch: usize,
-    image_size: usize,
+}
+
+/// Blocks in the CLIP encoder's names (`layers.{i}.…`) from a lookup of open_clip-style
+/// block tensors, by block index and open_clip suffix.
+fn clip_blocks(
+    layers: usize,
+    width: usize,
+    get: &dyn Fn(usize, &str) -> Result<Tensor>,
+) -> Result<HashMap<String, Tensor>> {
+    let mut renamed = HashMap::new();
+    for i in 0..layers {
+        let mut put = |s: &str, t: Tensor| renamed.insert(format!("layers.{i}.{s}"), t);
+        for kind in ["weight", "bias"] {
+            put(
+                &format!("layer_norm1.{kind}"),
+                get(i, &format!("ln_1.{kind}"))?,
+            );
+            put(
+                &format!("layer_norm2.{kind}"),
+                get(i, &format!("ln_2.{kind}"))?,
+            );
+            put(
+                &format!("mlp.fc1.{kind}"),
+                get(i, &format!("mlp.c_fc.{kind}"))?,
+            );
+            put(
+                &format!("mlp.fc2.{kind}"),
+                get(i, &format!("mlp.c_proj.{kind}"))?,
+            );
+            put(
+                &format!("self_attn.out_proj.{kind}"),
+                get(i, &format!("attn.out_proj.{kind}"))?,
+            );
+            // q, k and v are packed in one projection.
+            let packed = get(i, &format!("attn.in_proj_{kind}"))?;
+            for (j, name) in ["q_proj", "k_proj", "v_proj"].iter().enumerate() {
+                put(
+                    &format!("self_attn.{name}.{kind}"),
+                    packed.narrow(0, j * width, width)?,
+                );
+            }
+        }
+    }
+    Ok(renamed)
 }
 
 impl UniversalEncoder {
-    /// Builds the encoder from open_clip-named `tensors` (without the `clip.visual.`
-    /// prefix) and the number of attention heads (open_clip: width / 64).
+    /// CLIP's ViT from open_clip-named `tensors` (without the `clip.visual.` prefix) and
+    /// its number of attention heads (open_clip: width / 64), as OneLLM uses it.
     pub fn from_open_clip(tensors: &HashMap<String, Tensor>, heads: usize) -> Result<Self> {
         let get = |name: &str| {
             tensors.get(name).cloned().ok_or_else(|| {
@@ -61,42 +129,9 @@ impl UniversalEncoder {
             .take_while(|i| tensors.contains_key(&format!("transformer.resblocks.{i}.ln_1.weight")))
             .count();
         let intermediate = get("transformer.resblocks.0.mlp.c_fc.weight")?.dim(0)?;
-        // The CLIP encoder's names: `layers.{i}.{layer_norm1, self_attn.{q,k,v,out}_proj,
-        // layer_norm2, mlp.fc{1,2}}`; open_clip packs q, k, v into one `in_proj`.
-        let mut renamed = HashMap::new();
-        for i in 0..layers {
-            let from = |s: &str| get(&format!("transformer.resblocks.{i}.{s}"));
-            let mut put = |s: &str, t: Tensor| renamed.insert(format!("layers.{i}.{s}"), t);
-            for kind in ["weight", "bias"] {
-                put(
-                    &format!("layer_norm1.{kind}"),
-                    from(&format!("ln_1.{kind}"))?,
-                );
-                put(
-                    &format!("layer_norm2.{kind}"),
-                    from(&format!("ln_2.{kind}"))?,
-                );
-                put(
-                    &format!("mlp.fc1.{kind}"),
-                    from(&format!("mlp.c_fc.{kind}"))?,
-                );
-                put(
-                    &format!("mlp.fc2.{kind}"),
-                    from(&format!("mlp.c_proj.{kind}"))?,
-                );
-                put(
-                    &format!("self_attn.out_proj.{kind}"),
-                    from(&format!("attn.out_proj.{kind}"))?,
-                );
-                let packed = from(&format!("attn.in_proj_{kind}"))?;
-                for (j, name) in ["q_proj", "k_proj", "v_proj"].iter().enumerate() {
-                    put(
-                        &format!("self_attn.{name}.{kind}"),
-                        packed.narrow(0, j * width, width)?,
-                    );
-                }
-            }
-        }
+        let mut renamed = clip_blocks(layers, width, &|i, s| {
+            get(&format!("transformer.resblocks.{i}.{s}"))
+        })?;
         for name in ["ln_pre", "ln_post"] {
             for kind in ["weight", "bias"] {
                 renamed.insert(format!("{name}.{kind}"), get(&format!("{name}.{kind}"))?);
@@ -110,26 +145,84 @@ impl UniversalEncoder {
             eps: 1e-5,
             act: Activation::QuickGelu,
         };
-        let vb = VarBuilder::from_tensors(renamed, candle_core::DType::F32, &Device::Cpu);
+        let vit = VitInput {
+            patch_embedding: conv.reshape((width, 3 * patch * patch))?,
+            position_embedding: positions,
+            patch,
+            image_size: grid * patch,
+        };
+        let class = get("class_embedding")?.reshape((1, 1, width))?;
+        Self::build(renamed, dims, true, Some(vit), Some(class))
+    }
+
+    /// The encoder of a CTranslate2 Whisper checkpoint (`model.bin`): its pre-LN blocks
+    /// (exact GELU) and final LayerNorm, without the convolutions and sinusoidal positions
+    /// that are specific to audio.
+    pub fn from_whisper(model_bin: &Path) -> Result<Self> {
+        let file = Ct2File::open(model_bin)?;
+        let c = WhisperConfig::from_ct2(&file)?;
+        let cpu = Device::Cpu;
+        let width = c.n_audio_state;
+        let get = |name: &str| file.tensor(name, &cpu);
+        // open_clip's block names → CTranslate2's.
+        let ct2 = |i: usize, s: &str| -> Result<Tensor> {
+            let (module, kind) = s.rsplit_once('.').unwrap_or(("", s));
+            let (module, kind) = match (module, kind) {
+                ("ln_1", "weight") => ("self_attention/layer_norm", "gamma"),
+                ("ln_1", _) => ("self_attention/layer_norm", "beta"),
+                ("ln_2", "weight") => ("ffn/layer_norm", "gamma"),
+                ("ln_2", _) => ("ffn/layer_norm", "beta"),
+                ("attn", "in_proj_weight") => ("self_attention/linear_0", "weight"),
+                ("attn", _) => ("self_attention/linear_0", "bias"),
+                ("attn.out_proj", k) => ("self_attention/linear_1", k),
+                ("mlp.c_fc", k) => ("ffn/linear_0", k),
+                (_, k) => ("ffn/linear_1", k),
+            };
+            get(&format!("encoder/layer_{i}/{module}/{kind}"))
+        };
+        let mut renamed = clip_blocks(c.n_audio_layer, width, &ct2)?;
+        renamed.insert("ln_post.weight".into(), get("encoder/layer_norm/gamma")?);
+        renamed.insert("ln_post.bias".into(), get("encoder/layer_norm/beta")?);
+        let dims = EncoderDims {
+            hidden: width,
+            intermediate: get("encoder/layer_0/ffn/linear_0/weight")?.dim(0)?,
+            heads: c.n_audio_head,
+            layers: c.n_audio_layer,
+            eps: 1e-5,
+            act: Activation::Gelu,
+        };
+        Self::build(renamed, dims, false, None, None)
+            .map_err(|e| Error::model_file(model_bin, e.to_string()))
+    }
+
+    fn build(
+        tensors: HashMap<String, Tensor>,
+        dims: EncoderDims,
+        ln_pre: bool,
+        vit: Option<VitInput>,
+        class_embedding: Option<Tensor>,
+    ) -> Result<Self> {
+        let width = dims.hidden;
+        let vb = VarBuilder::from_tensors(tensors, candle_core::DType::F32, &Device::Cpu);
         let build = || -> candle_core::Result<_> {
             Ok((
                 Encoder::new(&dims, vb.clone())?,
-                Norm::new(width, vb.pp("ln_pre"))?,
+                match ln_pre {
+                    true => Some(Norm::new(width, vb.pp("ln_pre"))?),
+                    false => None,
+                },
                 Norm::new(width, vb.pp("ln_post"))?,
             ))
         };
         let (encoder, ln_pre, ln_post) =
             build().map_err(|e| Error::InvalidInput(format!("universal encoder: {e}")))?;
         Ok(Self {
-            patch_embedding: conv.reshape((width, 3 * patch * patch))?,
-            class_embedding: get("class_embedding")?.reshape((1, 1, width))?,
-            position_embedding: positions,
+            vit,
+            class_embedding,
             ln_pre,
             encoder,
             ln_post,
             width,
-            patch,
-            image_size: grid * patch,
         })
     }
 
@@ -137,39 +230,23 @@ impl UniversalEncoder {
         self.width
     }
 
-    /// Side of the square images (and frames) it takes.
-    pub fn image_size(&self) -> usize {
-        self.image_size
+    /// The ViT's frame input, if the encoder is a ViT.
+    pub fn vit(&self) -> Option<&VitInput> {
+        self.vit.as_ref()
     }
 
-    /// The patch embedding of `b` images `(b, 3, S, S)` given as row-major pixels:
-    /// `(b, g², W)`.
-    pub fn patch_tokens(&self, pixels: &[f32], b: usize) -> Result<Tensor> {
-        let (patches, l) = image_patches(pixels, b, self.image_size, self.patch);
-        let x = Tensor::from_vec(patches, (b * l, 3 * self.patch * self.patch), &Device::Cpu)?;
-        Ok(x.matmul(&self.patch_embedding.t()?)?
-            .reshape((b, l, self.width))?)
+    /// The pretrained class token `(1, 1, W)`, if the encoder has one.
+    pub fn class_embedding(&self) -> Option<&Tensor> {
+        self.class_embedding.as_ref()
     }
 
-    /// The ViT's own position table `(1 + g², W)`, for frames.
-    pub fn image_positions(&self) -> &Tensor {
-        &self.position_embedding
-    }
-
-    /// Tokens `(B, L, W)` with position table `(1 + L, W)` → features `(B, 1 + L, W)`,
-    /// class token first.
-    pub fn forward(&self, tokens: &Tensor, positions: &Tensor) -> Result<Tensor> {
-        let (b, l, w) = tokens.dims3()?;
-        if positions.dims() != [l + 1, w] {
-            return Err(Error::InvalidInput(format!(
-                "{l} tokens of width {w} need a ({}, {w}) position table, not {:?}",
-                l + 1,
-                positions.dims()
-            )));
-        }
-        let cls = self.class_embedding.broadcast_as((b, 1, w))?;
-        let x = Tensor::cat(&[&cls, tokens], 1)?.broadcast_add(positions)?;
-        let x = self.ln_pre.forward(&x)?;
+    /// Embedded tokens `(B, L, W)` (class token and positions added) → features
+    /// `(B, L, W)`: `ln_pre` (if any), every block, `ln_post` on every token.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let x = match &self.ln_pre {
+            Some(norm) => norm.forward(x)?,
+            None => x.clone(),
+        };
         let x = self.encoder.forward(&x, None)?;
         Ok(self.ln_post.forward(&x)?)
     }

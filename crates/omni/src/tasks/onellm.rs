@@ -73,12 +73,22 @@ impl MetaLlamaConfig {
     }
 }
 
+/// Where the frozen universal encoder comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum EncoderSource {
+    /// CLIP's ViT in the checkpoint (`clip.visual.*`), as OneLLM ships it, with its
+    /// number of attention heads (open_clip: width / 64).
+    OpenClip { heads: usize },
+    /// The encoder blocks of an installed Whisper model (`omni models pull NAME`).
+    Whisper { model: String },
+}
+
 /// `config.json` of a OneLLM checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OneLlmConfig {
-    /// Attention heads of the universal encoder (open_clip's ViT: width / 64).
-    pub encoder_heads: usize,
+    pub encoder: EncoderSource,
     #[serde(default)]
     pub stems: StemConfig,
     #[serde(default)]
@@ -92,8 +102,6 @@ pub struct OneLlm {
     config: OneLlmConfig,
     encoder: UniversalEncoder,
     stems: Stems,
-    /// `positional_embedding.{m}` of the non-visual modalities, `(1 + L, W)`.
-    positions: HashMap<Modality, Tensor>,
     upm: Upm,
     llm: DenseLlama,
 }
@@ -121,33 +129,35 @@ impl OneLlm {
 
     /// Builds the model from reference-named f32 tensors.
     pub fn from_tensors(config: OneLlmConfig, tensors: HashMap<String, Tensor>) -> Result<Self> {
-        let clip: HashMap<String, Tensor> = tensors
-            .iter()
-            .filter_map(|(k, v)| Some((k.strip_prefix("clip.visual.")?.to_string(), v.clone())))
-            .collect();
-        let encoder = UniversalEncoder::from_open_clip(&clip, config.encoder_heads)?;
+        let encoder = match &config.encoder {
+            EncoderSource::OpenClip { heads } => {
+                let clip: HashMap<String, Tensor> = tensors
+                    .iter()
+                    .filter_map(|(k, v)| {
+                        Some((k.strip_prefix("clip.visual.")?.to_string(), v.clone()))
+                    })
+                    .collect();
+                UniversalEncoder::from_open_clip(&clip, *heads)?
+            }
+            EncoderSource::Whisper { model } => {
+                UniversalEncoder::from_whisper(&crate::models::resolve(model)?.join("model.bin"))?
+            }
+        };
         let width = encoder.width();
         let vb = VarBuilder::from_tensors(tensors.clone(), DType::F32, &Device::Cpu);
-        let stems = Stems::new(config.stems.clone(), width, vb.pp("conv1"))?;
-        let mut positions = HashMap::new();
-        for m in [
-            Modality::Audio,
-            Modality::Point,
-            Modality::Imu,
-            Modality::Fmri,
-        ] {
-            let l = config.stems.tokens(m).unwrap_or(0) + 1;
-            positions.insert(
-                m,
-                vb.get((l, width), &format!("positional_embedding.{}", m.name()))?,
-            );
-        }
+        let stems = Stems::new(
+            config.stems.clone(),
+            width,
+            encoder.vit().is_none(),
+            encoder.class_embedding().is_none(),
+            vb.clone(),
+        )?;
         let upm = Upm::new(
             config.upm.clone(),
             width,
             config.llm.dim,
             &Modality::ALL,
-            vb.clone(),
+            vb,
         )?;
         let llm = DenseLlama::from_named(config.llm.llm_config(), DType::F32, &mut |name| {
             let meta = meta_name(name);
@@ -160,7 +170,6 @@ impl OneLlm {
             config,
             encoder,
             stems,
-            positions,
             upm,
             llm,
         })
@@ -174,30 +183,46 @@ impl OneLlm {
         &self.upm
     }
 
-    /// The stem's tokens `(B, L, W)` (frames: `(B·T, L, W)`).
+    /// The stem's tokens `(B, L, W)` (frames: `(B·T, L, W)`), the input checked first.
     pub fn tokenize(&self, signal: &Signal) -> Result<Tensor> {
-        signal.validate(&self.config.stems, self.encoder.image_size())?;
-        if signal.modality.is_visual() {
-            let s = self.encoder.image_size();
-            let frames = signal.data.len() / (3 * s * s);
-            self.encoder.patch_tokens(&signal.data, frames)
-        } else {
-            self.stems.forward(signal)
-        }
+        let vit = self.encoder.vit();
+        signal.validate(&self.config.stems, self.stems.frame_size(vit))?;
+        self.stems.tokens(signal, vit)
     }
 
-    /// Universal-encoder features `(B, 1 + L, W)`, frames averaged.
+    /// Universal-encoder features `(B, 1 + L, W)`: the class token and the stem's tokens
+    /// plus positions through the encoder, frames averaged.
     pub fn encode(&self, signal: &Signal) -> Result<Tensor> {
         let tokens = self.tokenize(signal)?;
         let m = signal.modality;
-        let positions = match self.positions.get(&m) {
-            Some(p) => p,
-            None => self.encoder.image_positions(),
+        let (n, l, w) = tokens.dims3()?;
+        let class = self
+            .encoder
+            .class_embedding()
+            .or(self.stems.class_embedding());
+        let positions = self
+            .stems
+            .positions(m)
+            .or(self.encoder.vit().map(|v| &v.position_embedding));
+        let (Some(class), Some(positions)) = (class, positions) else {
+            return Err(Error::InvalidInput(format!(
+                "no class token or position table for {} input",
+                m.name()
+            )));
         };
-        let features = self.encoder.forward(&tokens, positions)?;
+        if positions.dims() != [l + 1, w] {
+            return Err(Error::InvalidInput(format!(
+                "{l} {} tokens of width {w} need a ({}, {w}) position table, not {:?}",
+                m.name(),
+                l + 1,
+                positions.dims()
+            )));
+        }
+        let x = Tensor::cat(&[&class.broadcast_as((n, 1, w))?, &tokens], 1)?
+            .broadcast_add(positions)?;
+        let features = self.encoder.forward(&x)?;
         let b = signal.batch();
-        let (bt, l, w) = features.dims3()?;
-        Ok(features.reshape((b, bt / b, l, w))?.mean(1)?)
+        Ok(features.reshape((b, n / b, l + 1, w))?.mean(1)?)
     }
 
     /// LLM-width modality tokens `(B, Q, D)`.

@@ -10,6 +10,7 @@ pub mod manifest;
 pub mod mllm;
 pub mod optim;
 pub mod scenes;
+pub mod signals;
 pub mod synth;
 
 pub use checkpoint::Checkpoints;

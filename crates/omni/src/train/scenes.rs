@@ -129,6 +129,11 @@ pub enum QuestionKind {
     Shape,
     Count,
     Position,
+    /// Large or small (point clouds).
+    Size,
+    /// What a person wearing an IMU does, and whether they move.
+    Activity,
+    Moving,
 }
 
 impl QuestionKind {

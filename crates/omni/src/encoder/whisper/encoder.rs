@@ -85,7 +85,15 @@ impl AudioEncoder {
         let x = ops::gelu(&x)?;
         let x = x.transpose(1, 2)?; // [b, t, d]
         let t = x.dim(1)?;
-        let mut x = x.broadcast_add(&self.positions.narrow(0, 0, t)?)?;
+        self.blocks(&x.broadcast_add(&self.positions.narrow(0, 0, t)?)?)
+    }
+
+    /// The transformer blocks and the final layer norm alone.
+    ///
+    /// # Shapes
+    /// `x`: `[b, t, d]` (positions added) → `[b, t, d]`.
+    pub fn blocks(&self, x: &Tensor) -> Result<Tensor> {
+        let mut x = x.clone();
         for layer in &self.layers {
             x = (&x + layer.attn.forward(&x)?)?;
             x = (&x + layer.ffn.forward(&x)?)?;

@@ -19,12 +19,15 @@
 
 mod point;
 
+use std::collections::HashMap;
+
 use candle_core::{Device, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 pub use point::{farthest_point_sample, k_nearest};
 
+use crate::encoder::universal::VitInput;
 use crate::{Error, Result};
 
 /// The eight modalities of OneLLM, by the reference's names.
@@ -98,6 +101,10 @@ impl std::str::FromStr for Modality {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StemConfig {
+    /// Frames (image, video, depth, normal) when the encoder is not a ViT with its own
+    /// patch embedding: side and patch size of the trainable one.
+    pub image_size: usize,
+    pub image_patch: usize,
     /// Audio: mel bins × frames of the log-mel map (OneLLM: 128 × 1024).
     pub audio_mel_bins: usize,
     pub audio_frames: usize,
@@ -118,6 +125,8 @@ pub struct StemConfig {
 impl Default for StemConfig {
     fn default() -> Self {
         Self {
+            image_size: 224,
+            image_patch: 14,
             audio_mel_bins: 128,
             audio_frames: 1024,
             points: 8192,
@@ -147,7 +156,8 @@ impl StemConfig {
         (n(self.audio_mel_bins), n(self.audio_frames))
     }
 
-    /// Tokens a non-visual modality makes before the class token.
+    /// Tokens a modality makes before the class token (frames: with the trainable patch
+    /// embedding).
     pub fn tokens(&self, modality: Modality) -> Option<usize> {
         match modality {
             Modality::Audio => {
@@ -157,7 +167,7 @@ impl StemConfig {
             Modality::Point => Some(self.point_centres),
             Modality::Imu => Some(self.imu_samples + 1 - IMU_KERNEL),
             Modality::Fmri => Some(self.fmri_tokens),
-            _ => None,
+            _ => Some((self.image_size / self.image_patch).pow(2)),
         }
     }
 }
@@ -219,11 +229,21 @@ impl Signal {
     }
 }
 
-/// The trainable stems of the non-visual modalities (`conv1.{audio,point,imu,fmri}`).
+/// The trainable input side of the universal encoder: the stems of the non-visual
+/// modalities (`conv1.{audio,point,imu,fmri}`) and their position tables
+/// (`positional_embedding.{m}`); for an encoder that is not a ViT also a patch embedding
+/// for frames (`conv1.image`, `positional_embedding.image`) and a class token
+/// (`class_embedding`).
 #[derive(Debug, Clone)]
 pub struct Stems {
     config: StemConfig,
     width: usize,
+    /// (W, 3·P·P) and (W), frames' patch embedding without a ViT.
+    image: Option<(Tensor, Tensor)>,
+    /// (1, 1, W), without a pretrained class token.
+    class_embedding: Option<Tensor>,
+    /// (1 + L, W) per modality with its own table (image: shared by every frame kind).
+    positions: HashMap<Modality, Tensor>,
     /// (W, 1·16·16) and (W)
     audio: (Tensor, Tensor),
     /// (W, 6) and (W)
@@ -235,8 +255,15 @@ pub struct Stems {
 }
 
 impl Stems {
-    /// Reads (or, on a `VarMap`, creates) the stems under `vb` (`conv1.*`).
-    pub fn new(config: StemConfig, width: usize, vb: VarBuilder) -> candle_core::Result<Self> {
+    /// Reads (or, on a `VarMap`, creates) the stems under `vb`: with `own_frames`, the
+    /// frame patch embedding and its positions too; with `own_class`, a class token.
+    pub fn new(
+        config: StemConfig,
+        width: usize,
+        own_frames: bool,
+        own_class: bool,
+        vb: VarBuilder,
+    ) -> candle_core::Result<Self> {
         // PyTorch's default init for a conv or linear layer: U(±1/√fan_in).
         let init = |fan_in: usize| {
             let bound = 1.0 / (fan_in as f64).sqrt();
@@ -254,14 +281,50 @@ impl Stems {
             vb.get_with_hints(out, "bias", init(fan_in))
         };
         let k = AUDIO_KERNEL;
-        let (audio, point, imu, fmri) = (
-            vb.pp("audio"),
-            vb.pp("point.conv1"),
-            vb.pp("imu"),
-            vb.pp("fmri"),
+        let conv = vb.pp("conv1");
+        let (audio, point, imu, fmri, image) = (
+            conv.pp("audio"),
+            conv.pp("point.conv1"),
+            conv.pp("imu"),
+            conv.pp("fmri"),
+            conv.pp("image"),
         );
         let fmri_out = config.fmri_tokens * width;
+        let normal = candle_nn::Init::Randn {
+            mean: 0.0,
+            stdev: 0.02,
+        };
+        let p = config.image_patch;
+        let image = match own_frames {
+            true => Some((
+                weight(&image, &[width, 3, p, p])?,
+                bias(&image, width, 3 * p * p)?,
+            )),
+            false => None,
+        };
+        let class_embedding = match own_class {
+            true => Some(vb.get_with_hints((1, 1, width), "class_embedding", normal)?),
+            false => None,
+        };
+        let mut positions = HashMap::new();
+        let mut owned = vec![
+            Modality::Audio,
+            Modality::Point,
+            Modality::Imu,
+            Modality::Fmri,
+        ];
+        if own_frames {
+            owned.push(Modality::Image);
+        }
+        for m in owned {
+            let l = config.tokens(m).unwrap_or(0) + 1;
+            let name = format!("positional_embedding.{}", m.name());
+            positions.insert(m, vb.get_with_hints((l, width), &name, normal)?);
+        }
         Ok(Self {
+            image,
+            class_embedding,
+            positions,
             audio: (
                 weight(&audio, &[width, 1, k, k])?,
                 bias(&audio, width, k * k)?,
@@ -284,8 +347,16 @@ impl Stems {
         &self.config
     }
 
-    /// Tokens `(B, L, W)` of a non-visual signal (already validated).
-    pub fn forward(&self, signal: &Signal) -> Result<Tensor> {
+    /// Side of the frames: the ViT's when the encoder has one, else the trainable patch
+    /// embedding's.
+    pub fn frame_size(&self, vit: Option<&VitInput>) -> usize {
+        vit.map_or(self.config.image_size, |v| v.image_size)
+    }
+
+    /// The stem's tokens `(B, L, W)` of a validated signal (frames: `(B·T, L, W)`),
+    /// before the class token and positions; frames go through the ViT's patch
+    /// embedding when there is one.
+    pub fn tokens(&self, signal: &Signal, vit: Option<&VitInput>) -> Result<Tensor> {
         let b = signal.batch();
         let c = &self.config;
         let cpu = Device::Cpu;
@@ -308,14 +379,40 @@ impl Stems {
                     .transpose(1, 2)?
             }
             Modality::Point => self.point_tokens(signal)?,
-            other => {
-                return Err(Error::InvalidInput(format!(
-                    "{} frames go through the encoder's patch embedding, not a stem",
-                    other.name()
-                )));
+            Modality::Image | Modality::Video | Modality::Rgbd | Modality::Rgbn => {
+                let s = self.frame_size(vit);
+                let frames = signal.data.len() / (3 * s * s);
+                match (vit, &self.image) {
+                    (Some(vit), _) => vit.patch_tokens(&signal.data, frames)?,
+                    (None, Some((w, bias))) => {
+                        let p = c.image_patch;
+                        let (patches, l) = image_patches(&signal.data, frames, s, p);
+                        let x = Tensor::from_vec(patches, (frames * l, 3 * p * p), &cpu)?;
+                        affine(&x, w, Some(bias))?.reshape((frames, l, self.width))?
+                    }
+                    (None, None) => {
+                        return Err(Error::InvalidInput(
+                            "frames need a patch embedding: the encoder is not a ViT and the \
+                             stems were built without one"
+                                .into(),
+                        ));
+                    }
+                }
             }
         };
         Ok(tokens.contiguous()?)
+    }
+
+    /// The learned class token `(1, 1, W)`, for an encoder without one.
+    pub fn class_embedding(&self) -> Option<&Tensor> {
+        self.class_embedding.as_ref()
+    }
+
+    /// The learned position table `(1 + L, W)` of `m` (frames share the image's), if the
+    /// stems own one.
+    pub fn positions(&self, m: Modality) -> Option<&Tensor> {
+        let key = if m.is_visual() { Modality::Image } else { m };
+        self.positions.get(&key)
     }
 
     /// FPS centres, their kNN groups, the 1×1 convolution of every point and the max
@@ -357,21 +454,38 @@ impl Stems {
     pub fn tensors(&self) -> Result<Vec<(String, Tensor)>> {
         let w = self.width;
         let k = AUDIO_KERNEL;
-        Ok(vec![
-            ("audio.weight".into(), self.audio.0.reshape((w, 1, k, k))?),
-            ("audio.bias".into(), self.audio.1.clone()),
+        let mut out: Vec<(String, Tensor)> = self
+            .positions
+            .iter()
+            .map(|(m, t)| (format!("positional_embedding.{}", m.name()), t.clone()))
+            .collect();
+        if let Some(cls) = &self.class_embedding {
+            out.push(("class_embedding".into(), cls.clone()));
+        }
+        if let Some((weight, bias)) = &self.image {
+            let p = self.config.image_patch;
+            out.push(("conv1.image.weight".into(), weight.reshape((w, 3, p, p))?));
+            out.push(("conv1.image.bias".into(), bias.clone()));
+        }
+        out.extend([
             (
-                "point.conv1.weight".into(),
+                "conv1.audio.weight".into(),
+                self.audio.0.reshape((w, 1, k, k))?,
+            ),
+            ("conv1.audio.bias".into(), self.audio.1.clone()),
+            (
+                "conv1.point.conv1.weight".into(),
                 self.point.0.reshape((w, POINT_CHANNELS, 1, 1))?,
             ),
-            ("point.conv1.bias".into(), self.point.1.clone()),
+            ("conv1.point.conv1.bias".into(), self.point.1.clone()),
             (
-                "imu.weight".into(),
+                "conv1.imu.weight".into(),
                 self.imu.reshape((w, IMU_CHANNELS, IMU_KERNEL))?,
             ),
-            ("fmri.weight".into(), self.fmri.0.clone()),
-            ("fmri.bias".into(), self.fmri.1.clone()),
-        ])
+            ("conv1.fmri.weight".into(), self.fmri.0.clone()),
+            ("conv1.fmri.bias".into(), self.fmri.1.clone()),
+        ]);
+        Ok(out)
     }
 }
 
