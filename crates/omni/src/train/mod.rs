@@ -6,6 +6,7 @@ pub mod align;
 pub mod checkpoint;
 pub mod contrastive;
 pub mod datasets;
+pub mod frames;
 pub mod manifest;
 pub mod mllm;
 pub mod optim;

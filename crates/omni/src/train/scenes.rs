@@ -69,7 +69,7 @@ impl Colour {
         }
     }
 
-    fn rgb(self) -> [u8; 3] {
+    pub(crate) fn rgb(self) -> [u8; 3] {
         match self {
             Colour::Red => [220, 30, 30],
             Colour::Green => [30, 170, 40],
@@ -106,7 +106,8 @@ impl Object {
         format!("{} {}", self.colour.name(), self.shape.name())
     }
 
-    fn covers(&self, px: f32, py: f32) -> bool {
+    /// Whether the point `(px, py)` of the 224-unit square lies inside the shape.
+    pub(crate) fn covers(&self, px: f32, py: f32) -> bool {
         let (dx, dy, r) = (px - self.x, py - self.y, self.radius);
         match self.shape {
             Shape::Circle => dx * dx + dy * dy <= r * r,

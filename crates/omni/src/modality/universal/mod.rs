@@ -18,6 +18,7 @@
 //! weight `(W, C, k…)` is used flattened to `(W, C·k…)` with patches in the same order.
 
 mod point;
+pub mod readers;
 
 use std::collections::HashMap;
 
