@@ -117,8 +117,25 @@ pub fn attend(
     if let Some(mask) = mask {
         scores = scores.broadcast_add(mask)?;
     }
-    let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+    // candle's fused softmax has no backward pass.
+    let probs = match scores.track_op() {
+        true => candle_nn::ops::softmax(&scores, candle_core::D::Minus1)?,
+        false => candle_nn::ops::softmax_last_dim(&scores)?,
+    };
     probs.matmul(&v)?.transpose(1, 2)?.reshape((n, lq, d))
+}
+
+/// `n`'s LayerNorm from plain tensor ops (candle's fused one has no backward pass).
+fn differentiable_layer_norm(n: &LayerNorm, x: &Tensor) -> Result<Tensor> {
+    let centred = x.broadcast_sub(&x.mean_keepdim(candle_core::D::Minus1)?)?;
+    let var = centred.sqr()?.mean_keepdim(candle_core::D::Minus1)?;
+    let y = centred
+        .broadcast_div(&(var + n.eps())?.sqrt()?)?
+        .broadcast_mul(n.weight())?;
+    match n.bias() {
+        Some(b) => y.broadcast_add(b),
+        None => Ok(y),
+    }
 }
 
 /// fc1 → activation → fc2.
@@ -169,12 +186,18 @@ impl EncoderLayer {
         })
     }
 
+    /// The fused kernels when nothing needs a gradient, candle ops otherwise (so that a
+    /// frozen encoder passes gradients to what feeds it).
     fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        if mask.is_none() && x.dtype() == DType::F32 && x.device().is_cpu() {
+        if mask.is_none() && x.dtype() == DType::F32 && x.device().is_cpu() && !x.track_op() {
             return self.fused.forward(x).map_err(candle_core::Error::wrap);
         }
-        let x = (x + self.attn.forward(&self.norm1.forward(x)?, mask)?)?;
-        &x + self.mlp.forward(&self.norm2.forward(&x)?)?
+        let norm = |n: &LayerNorm, x: &Tensor| match x.track_op() {
+            true => differentiable_layer_norm(n, x),
+            false => n.forward(x),
+        };
+        let x = (x + self.attn.forward(&norm(&self.norm1, x)?, mask)?)?;
+        &x + self.mlp.forward(&norm(&self.norm2, &x)?)?
     }
 }
 
