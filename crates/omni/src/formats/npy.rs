@@ -1,12 +1,13 @@
-//! NumPy's `.npy` arrays and `.npz` archives (a zip of `.npy` members), little-endian
-//! `float32` only: the format Kokoro's voice packs ship in.
+//! NumPy's `.npy` arrays and `.npz` archives (a zip of `.npy` members): Kokoro's voice
+//! packs, and point clouds, IMU recordings, fMRI vectors and depth maps. Little-endian
+//! floats and integers are read (converted to `f32`); `float32` arrays are written.
 
 use std::io::Read;
 use std::path::Path;
 
 use crate::{Error, Result};
 
-/// A dense `float32` array: its shape and its values in C (row-major) order.
+/// A dense array as `f32`: its shape and its values in C (row-major) order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NpyArray {
     pub shape: Vec<usize>,
@@ -56,29 +57,70 @@ pub fn parse_npy(bytes: &[u8]) -> std::result::Result<NpyArray, String> {
         .ok_or("truncated .npy header")?;
     let header = std::str::from_utf8(header).map_err(|_| "non-UTF-8 .npy header")?;
     let descr = dict_value(header, "descr").ok_or("no `descr` in the .npy header")?;
-    if descr.trim_matches(['\'', '"']) != "<f4" {
-        return Err(format!(
-            "dtype {descr} (only little-endian float32 `<f4` is read)"
-        ));
-    }
+    let dtype = descr.trim_matches(['\'', '"']);
+    let width = match dtype {
+        "|u1" | "|i1" | "|b1" => 1,
+        "<f2" | "<i2" | "<u2" => 2,
+        "<f4" | "<i4" | "<u4" => 4,
+        "<f8" | "<i8" | "<u8" => 8,
+        _ => {
+            return Err(format!(
+                "dtype {descr} (little-endian floats and integers are read)"
+            ));
+        }
+    };
     if dict_value(header, "fortran_order").is_some_and(|v| v.starts_with("True")) {
         return Err("Fortran-order arrays are not read".into());
     }
     let shape = parse_shape(&dict_value(header, "shape").ok_or("no `shape` in the header")?)?;
     let count: usize = shape.iter().product();
     let payload = &bytes[header_start + header_len..];
-    if payload.len() != count * 4 {
+    if payload.len() != count * width {
         return Err(format!(
             "shape {shape:?} needs {} bytes of data, found {}",
-            count * 4,
+            count * width,
             payload.len()
         ));
     }
     let data = payload
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .chunks_exact(width)
+        .map(|b| match dtype {
+            "|u1" | "|b1" => b[0] as f32,
+            "|i1" => b[0] as i8 as f32,
+            "<f2" => half::f16::from_le_bytes([b[0], b[1]]).to_f32(),
+            "<i2" => i16::from_le_bytes([b[0], b[1]]) as f32,
+            "<u2" => u16::from_le_bytes([b[0], b[1]]) as f32,
+            "<f4" => f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+            "<i4" => i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32,
+            "<u4" => u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32,
+            "<f8" => f64::from_le_bytes(b.try_into().unwrap_or_default()) as f32,
+            "<i8" => i64::from_le_bytes(b.try_into().unwrap_or_default()) as f32,
+            _ => u64::from_le_bytes(b.try_into().unwrap_or_default()) as f32,
+        })
         .collect();
     Ok(NpyArray { shape, data })
+}
+
+/// The bytes of a `float32` `.npy` file (format 1.0) holding `data` in `shape`.
+pub fn npy_bytes(shape: &[usize], data: &[f32]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
+    let shape = match dims.len() {
+        1 => format!("({},)", dims[0]),
+        _ => format!("({})", dims.join(", ")),
+    };
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
+    // Magic (6) + version (2) + length (2) + header + newline, padded to 64 bytes.
+    while !(10 + header.len() + 1).is_multiple_of(64) {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    for v in data {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    bytes
 }
 
 /// The raw text of `key`'s value in the header's Python dict literal.
@@ -144,12 +186,35 @@ mod tests {
     }
 
     #[test]
-    fn rejects_other_dtypes_and_truncation() {
-        let f8 = npy(
+    fn reads_other_dtypes_and_writes_what_it_reads() {
+        let mut f8 = npy(
             "{'descr': '<f8', 'fortran_order': False, 'shape': (1,), }",
-            &[0.0, 0.0],
+            &[],
         );
-        assert!(parse_npy(&f8).unwrap_err().contains("<f8"));
+        f8.extend_from_slice(&2.5f64.to_le_bytes());
+        assert_eq!(parse_npy(&f8).unwrap().data, vec![2.5]);
+        let mut u2 = npy(
+            "{'descr': '<u2', 'fortran_order': False, 'shape': (2,), }",
+            &[],
+        );
+        u2.extend_from_slice(&[0x10, 0x27, 1, 0]);
+        assert_eq!(parse_npy(&u2).unwrap().data, vec![10000.0, 1.0]);
+        let written = npy_bytes(&[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        let read = parse_npy(&written).unwrap();
+        assert_eq!((read.shape, read.data[5]), (vec![2, 3], 6.0));
+        assert_eq!(
+            parse_npy(&npy_bytes(&[3], &[0.0; 3])).unwrap().shape,
+            vec![3]
+        );
+    }
+
+    #[test]
+    fn rejects_other_dtypes_and_truncation() {
+        let c16 = npy(
+            "{'descr': '<c16', 'fortran_order': False, 'shape': (1,), }",
+            &[],
+        );
+        assert!(parse_npy(&c16).unwrap_err().contains("<c16"));
         let short = npy(
             "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }",
             &[1.0],

@@ -418,6 +418,19 @@ mod tests {
     }
 
     #[test]
+    fn npy_inputs_in_either_layout() {
+        use crate::formats::npy::npy_bytes;
+        let fmri = temp("f.npy", &npy_bytes(&[2, 3], &[1.0, 2.0, 3.0, 3.0, 4.0, 5.0]));
+        assert_eq!(read_fmri(&fmri, 3).unwrap(), vec![2.0, 3.0, 4.0]);
+        let err = read_fmri(&fmri, 4).unwrap_err().to_string();
+        assert!(err.contains("f.npy") && err.contains("4 voxels"), "{err}");
+        let channels_first: Vec<f32> = (0..12).map(|v| v as f32).collect();
+        let imu = temp("i.npy", &npy_bytes(&[6, 2], &channels_first));
+        let w = read_imu(&imu, 2).unwrap();
+        assert_eq!(w, channels_first);
+    }
+
+    #[test]
     fn imu_windows_are_cut_or_padded() {
         let csv = temp("imu.csv", b"1,2,3,4,5,6\n7,8,9,10,11,12\n");
         let w = read_imu(&csv, 3).unwrap();
