@@ -4,7 +4,7 @@
 //!
 //! | modality | input | layer | tokens |
 //! |---|---|---|---|
-//! | image | (3, S, S) pixels | the encoder's own patch convolution | (S/P)² |
+//! | image | (3, S, S) pixels | a ViT encoder's own patch convolution, else a trainable one (`conv1.image`) | (S/P)² |
 //! | video, depth, normal | (T, 3, S, S) frames | the same, per frame (averaged after the encoder) | (S/P)² |
 //! | audio | (mel bins, frames) log-mel map | 2-D conv, kernel 16, stride 10 | ⌊(m−16)/10+1⌋·⌊(f−16)/10+1⌋ |
 //! | point | (N, 6) points | FPS centres, kNN groups, 1×1 conv, max over the group | centres |
@@ -14,8 +14,10 @@
 //! Every stem is a patch extraction from the raw signal (plain Rust: the signal never
 //! needs a gradient) followed by one linear map, which is what the reference's
 //! convolutions compute; so the trainable part is an ordinary differentiable matmul.
-//! Weight names are the reference's (`conv1.{audio,point,fmri,imu}`), and a convolution's
-//! weight `(W, C, k…)` is used flattened to `(W, C·k…)` with patches in the same order.
+//! Weight names are the reference's (`conv1.{audio,point,fmri,imu}`,
+//! `positional_embedding.{m}`), and a convolution's weight `(W, C, k…)` is used flattened
+//! to `(W, C·k…)` with patches in the same order. [`readers`] reads the files of each
+//! modality into these shapes.
 
 mod point;
 pub mod readers;

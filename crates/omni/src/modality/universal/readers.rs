@@ -420,7 +420,10 @@ mod tests {
     #[test]
     fn npy_inputs_in_either_layout() {
         use crate::formats::npy::npy_bytes;
-        let fmri = temp("f.npy", &npy_bytes(&[2, 3], &[1.0, 2.0, 3.0, 3.0, 4.0, 5.0]));
+        let fmri = temp(
+            "f.npy",
+            &npy_bytes(&[2, 3], &[1.0, 2.0, 3.0, 3.0, 4.0, 5.0]),
+        );
         assert_eq!(read_fmri(&fmri, 3).unwrap(), vec![2.0, 3.0, 4.0]);
         let err = read_fmri(&fmri, 4).unwrap_err().to_string();
         assert!(err.contains("f.npy") && err.contains("4 voxels"), "{err}");
