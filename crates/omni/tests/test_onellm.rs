@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use candle_core::{Device, Tensor};
 use omni::modality::universal::{Modality, Signal};
-use omni::tasks::onellm::OneLlm;
+use omni::tasks::onellm::{OneLlm, OneLlmConfig};
 
 const TOLERANCE: f32 = 1e-4;
 
@@ -190,5 +190,52 @@ fn gradients_flow_through_the_frozen_encoder() {
             "x[{i}]: {numeric} vs {}",
             analytic[i]
         );
+    }
+}
+
+#[test]
+fn a_trainable_onellm_over_smollm2_passes_gradients_to_stems_and_upm() {
+    let whisper = common::model_dir("whisper-tiny.en", "model.bin");
+    let smollm = common::model_dir("smollm2-135m-instruct", "SmolLM2-135M-Instruct.Q4_1.gguf");
+    if whisper.is_none() || smollm.is_none() {
+        return;
+    }
+    let config: OneLlmConfig = serde_json::from_value(serde_json::json!({
+        "encoder": {"kind": "whisper", "model": "whisper-tiny.en"},
+        "stems": {"imu_samples": 40, "image_size": 28, "image_patch": 14,
+                  "audio_mel_bins": 36, "audio_frames": 56, "points": 96,
+                  "point_centres": 24, "point_neighbours": 8, "point_distance_column": 0,
+                  "fmri_voxels": 40, "fmri_tokens": 8},
+        "upm": {"experts": 3, "layers": 1, "heads": 6, "queries": 4},
+        "llm": {"gguf": "smollm2-135m-instruct"}
+    }))
+    .unwrap();
+    let vars = candle_nn::VarMap::new();
+    let model = OneLlm::trainable(config, &vars).unwrap();
+    let mut rng = rand::SeedableRng::seed_from_u64(1);
+    let sample =
+        omni::train::signals::imu_window(&mut rng, omni::train::datasets::Split::Train, 40);
+    let signal = Signal {
+        modality: Modality::Imu,
+        data: sample.data,
+        shape: vec![1, 6, 40],
+    };
+    // BOS, start tag, 4 queries, end tag, 2 text tokens: logits from the end tag on.
+    let logits = model.logits(&signal, &[vec![1, 2, 3]]).unwrap();
+    assert_eq!(&logits.dims()[..2], &[1, 3]);
+    let grads = logits.sum_all().unwrap().backward().unwrap();
+    let vars = vars.data().lock().unwrap();
+    for name in [
+        "conv1.imu.weight",
+        "positional_embedding.imu",
+        "class_embedding",
+        "resample_layers.0.0.attention.wq.weight",
+        "routers.imu.fc1.weight",
+        "clip_proj2.imu.0.weight",
+    ] {
+        let var = vars
+            .get(name)
+            .unwrap_or_else(|| panic!("no variable {name}"));
+        assert!(grads.get(var).is_some(), "{name} got no gradient");
     }
 }

@@ -17,11 +17,11 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
+use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
 use crate::encoder::universal::UniversalEncoder;
-use crate::llm::{Arch, DenseLlama, LlmConfig, RopeStyle};
+use crate::llm::{Arch, DenseLlama, GgufFile, LlmConfig, RopeStyle};
 use crate::modality::universal::{Modality, Signal, StemConfig, Stems};
 use crate::projector::upm::{Upm, UpmConfig, swiglu_hidden};
 use crate::{Error, Result};
@@ -84,6 +84,15 @@ pub enum EncoderSource {
     Whisper { model: String },
 }
 
+/// The decoder: Meta-layout LLaMA tensors in the checkpoint (OneLLM's LLaMA-2), or an
+/// installed GGUF model (`{"gguf": "smollm2-135m-instruct"}`), dequantized to f32.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum LlmSource {
+    Gguf { gguf: String },
+    Meta(MetaLlamaConfig),
+}
+
 /// `config.json` of a OneLLM checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -93,7 +102,7 @@ pub struct OneLlmConfig {
     pub stems: StemConfig,
     #[serde(default)]
     pub upm: UpmConfig,
-    pub llm: MetaLlamaConfig,
+    pub llm: LlmSource,
 }
 
 /// A loaded OneLLM.
@@ -129,6 +138,22 @@ impl OneLlm {
 
     /// Builds the model from reference-named f32 tensors.
     pub fn from_tensors(config: OneLlmConfig, tensors: HashMap<String, Tensor>) -> Result<Self> {
+        let vb = VarBuilder::from_tensors(tensors.clone(), DType::F32, &Device::Cpu);
+        Self::build(config, &tensors, vb)
+    }
+
+    /// A model to train: the encoder and the LLM pretrained and frozen, the stems and the
+    /// UPM fresh variables of `vars` (initialised as the reference does).
+    pub fn trainable(config: OneLlmConfig, vars: &VarMap) -> Result<Self> {
+        let vb = VarBuilder::from_varmap(vars, DType::F32, &Device::Cpu);
+        Self::build(config, &HashMap::new(), vb)
+    }
+
+    fn build(
+        config: OneLlmConfig,
+        tensors: &HashMap<String, Tensor>,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         let encoder = match &config.encoder {
             EncoderSource::OpenClip { heads } => {
                 let clip: HashMap<String, Tensor> = tensors
@@ -143,8 +168,24 @@ impl OneLlm {
                 UniversalEncoder::from_whisper(&crate::models::resolve(model)?.join("model.bin"))?
             }
         };
+        let llm = match &config.llm {
+            LlmSource::Meta(meta) => {
+                DenseLlama::from_named(meta.llm_config(), DType::F32, &mut |name| {
+                    let meta = meta_name(name);
+                    tensors
+                        .get(&meta)
+                        .cloned()
+                        .ok_or_else(|| Error::InvalidInput(format!("no LLaMA tensor `{meta}`")))
+                })?
+            }
+            LlmSource::Gguf { gguf } => {
+                let path = crate::llm::find_gguf(&crate::models::resolve(gguf)?)?;
+                let mut file = GgufFile::open(&path)?;
+                let c = LlmConfig::from_metadata(&path, file.metadata(), |n| file.has_tensor(n))?;
+                DenseLlama::from_gguf(&mut file, c, DType::F32)?
+            }
+        };
         let width = encoder.width();
-        let vb = VarBuilder::from_tensors(tensors.clone(), DType::F32, &Device::Cpu);
         let stems = Stems::new(
             config.stems.clone(),
             width,
@@ -155,17 +196,10 @@ impl OneLlm {
         let upm = Upm::new(
             config.upm.clone(),
             width,
-            config.llm.dim,
+            llm.config().hidden_size,
             &Modality::ALL,
             vb,
         )?;
-        let llm = DenseLlama::from_named(config.llm.llm_config(), DType::F32, &mut |name| {
-            let meta = meta_name(name);
-            tensors
-                .get(&meta)
-                .cloned()
-                .ok_or_else(|| Error::InvalidInput(format!("no LLaMA tensor `{meta}`")))
-        })?;
         Ok(Self {
             config,
             encoder,
