@@ -118,10 +118,7 @@ pub struct OneLlm {
 impl OneLlm {
     /// Loads `dir/config.json` and `dir/model.safetensors`.
     pub fn load(dir: &Path) -> Result<Self> {
-        let config_path = dir.join("config.json");
-        let text = std::fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
-        let config: OneLlmConfig = serde_json::from_str(&text)
-            .map_err(|e| Error::model_file(&config_path, e.to_string()))?;
+        let config: OneLlmConfig = crate::encoder::clip::read_config(dir)?;
         let weights = dir.join("model.safetensors");
         let tensors: HashMap<String, Tensor> =
             crate::formats::safetensors::read_tensors(&weights, &Device::Cpu)?

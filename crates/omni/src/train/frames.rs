@@ -13,21 +13,14 @@ use rand::RngExt;
 use rand::rngs::StdRng;
 
 use super::datasets::Split;
-use super::scenes::{Colour, HELD_OUT, Object, Question, QuestionKind, SCENE_SIZE, Shape};
-use super::signals::Sample;
+use super::scenes::{Colour, HELD_OUT, Object, QuestionKind, SCENE_SIZE, Shape};
+use super::signals::{Sample, held_out_pair, question};
 
 const MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 const STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
 
-/// A colour and a shape, held out or not as `split` asks.
 fn colour_and_shape(rng: &mut StdRng, split: Split) -> (Colour, Shape) {
-    loop {
-        let c = Colour::ALL[rng.random_range(0..Colour::ALL.len())];
-        let s = Shape::ALL[rng.random_range(0..Shape::ALL.len())];
-        if HELD_OUT.contains(&(c, s)) == (split == Split::Test) {
-            return (c, s);
-        }
-    }
+    held_out_pair(rng, split, &Shape::ALL, &HELD_OUT)
 }
 
 /// Appends one `(3, S, S)` frame, normalised; `pixel(x, y)` gives 0–1 RGB at a point of
@@ -51,14 +44,6 @@ fn rgb(o: &Object) -> [f32; 3] {
 }
 
 const BACKGROUND: [f32; 3] = [0.93; 3];
-
-fn question(kind: QuestionKind, question: String, answer: &str) -> Question {
-    Question {
-        kind,
-        question,
-        answer: answer.into(),
-    }
-}
 
 /// `frames` frames of one shape crossing the square: `(frames, 3, S, S)`.
 pub fn video_clip(rng: &mut StdRng, split: Split, frames: usize, size: usize) -> Sample {
@@ -109,15 +94,11 @@ pub fn video_clip(rng: &mut StdRng, split: Split, frames: usize, size: usize) ->
         questions: vec![
             question(
                 QuestionKind::Position,
-                "Which way does the shape move?".into(),
+                "Which way does the shape move?",
                 dir,
             ),
-            question(QuestionKind::Shape, "What shape is moving?".into(), s),
-            question(
-                QuestionKind::Colour,
-                "What colour is the moving shape?".into(),
-                c,
-            ),
+            question(QuestionKind::Shape, "What shape is moving?", s),
+            question(QuestionKind::Colour, "What colour is the moving shape?", c),
         ],
     }
 }
@@ -176,12 +157,12 @@ pub fn depth_scene(rng: &mut StdRng, split: Split, size: usize) -> Sample {
         questions: vec![
             question(
                 QuestionKind::Shape,
-                "Which shape is nearer?".into(),
+                "Which shape is nearer?",
                 n.shape.name(),
             ),
             question(
                 QuestionKind::Colour,
-                "What colour is the nearer shape?".into(),
+                "What colour is the nearer shape?",
                 n.colour.name(),
             ),
         ],
@@ -229,7 +210,7 @@ pub fn normal_scene(rng: &mut StdRng, split: Split, size: usize) -> Sample {
                 format!("Is the {s} flat or round?"),
                 surface,
             ),
-            question(QuestionKind::Colour, "What colour is the shape?".into(), c),
+            question(QuestionKind::Colour, "What colour is the shape?", c),
         ],
     }
 }

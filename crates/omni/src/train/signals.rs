@@ -25,7 +25,7 @@ fn normal(rng: &mut StdRng) -> f32 {
     (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
 }
 
-fn question(kind: QuestionKind, question: &str, answer: &str) -> Question {
+pub(crate) fn question(kind: QuestionKind, question: impl Into<String>, answer: &str) -> Question {
     Question {
         kind,
         question: question.into(),
@@ -114,15 +114,25 @@ pub const HELD_OUT_SOLIDS: [(Colour, Solid); 4] = [
     (Colour::Yellow, Solid::Cylinder),
 ];
 
-/// A colour and a solid, held out or not as `split` asks.
-fn colour_and_solid(rng: &mut StdRng, split: Split) -> (Colour, Solid) {
+/// A random colour and one of `shapes`: a `held_out` pair for the test split, any
+/// other pair for training.
+pub(crate) fn held_out_pair<S: Copy + PartialEq>(
+    rng: &mut StdRng,
+    split: Split,
+    shapes: &[S],
+    held_out: &[(Colour, S)],
+) -> (Colour, S) {
     loop {
         let c = Colour::ALL[rng.random_range(0..Colour::ALL.len())];
-        let s = Solid::ALL[rng.random_range(0..Solid::ALL.len())];
-        if HELD_OUT_SOLIDS.contains(&(c, s)) == (split == Split::Test) {
+        let s = shapes[rng.random_range(0..shapes.len())];
+        if held_out.contains(&(c, s)) == (split == Split::Test) {
             return (c, s);
         }
     }
+}
+
+fn colour_and_solid(rng: &mut StdRng, split: Split) -> (Colour, Solid) {
+    held_out_pair(rng, split, &Solid::ALL, &HELD_OUT_SOLIDS)
 }
 
 fn colour_rgb(c: Colour) -> [f32; 3] {
