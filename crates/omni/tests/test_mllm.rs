@@ -304,8 +304,12 @@ fn merged_lora_changes_the_quantized_llm_as_training_saw_it() {
     let noise = norm(&noise);
     // Fixed pseudo-random A and B (uniform in ±scale, from an LCG): a strong adapter, so
     // its effect stands well above the re-quantization noise.
+    // Variables in name order: the map's own order changes from run to run.
     let mut seed = 7u64;
-    for (name, var) in vars.data().lock().unwrap().iter() {
+    let data = vars.data().lock().unwrap();
+    let mut named: Vec<_> = data.iter().collect();
+    named.sort_by(|a, b| a.0.cmp(b.0));
+    for (name, var) in named {
         let scale = if name.ends_with("lora_b") {
             B_SCALE
         } else {
@@ -322,6 +326,7 @@ fn merged_lora_changes_the_quantized_llm_as_training_saw_it() {
         var.set(&Tensor::from_vec(values, var.shape(), &Device::Cpu).unwrap())
             .unwrap();
     }
+    drop(data);
     let lora = dense.lora_weights(&config).unwrap().unwrap();
     llm.model.merge_lora(&lora).unwrap();
     let (q1, d1) = (

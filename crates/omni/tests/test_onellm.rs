@@ -211,7 +211,7 @@ fn a_trainable_onellm_over_smollm2_passes_gradients_to_stems_and_upm() {
     }))
     .unwrap();
     let vars = candle_nn::VarMap::new();
-    let model = OneLlm::trainable(config, &vars).unwrap();
+    let model = OneLlm::trainable(config, &vars, 0).unwrap();
     let mut rng = rand::SeedableRng::seed_from_u64(1);
     let sample =
         omni::train::signals::imu_window(&mut rng, omni::train::datasets::Split::Train, 40);
@@ -237,5 +237,116 @@ fn a_trainable_onellm_over_smollm2_passes_gradients_to_stems_and_upm() {
             .get(name)
             .unwrap_or_else(|| panic!("no variable {name}"));
         assert!(grads.get(var).is_some(), "{name} got no gradient");
+    }
+}
+
+/// The tiny checkpoint's frozen parts (CLIP's ViT and the LLaMA decoder).
+fn frozen_tensors() -> HashMap<String, Tensor> {
+    let path = common::fixtures().join("onellm/tiny/model.safetensors");
+    omni::formats::safetensors::read_tensors(&path, &Device::Cpu)
+        .unwrap()
+        .into_iter()
+        .filter(|(k, _)| {
+            k.starts_with("clip.visual.")
+                || k.starts_with("layers.")
+                || ["tok_embeddings.weight", "norm.weight", "output.weight"].contains(&k.as_str())
+        })
+        .collect()
+}
+
+/// Point clouds and IMU windows of the synthetic worlds at the tiny stems' sizes, each
+/// with a row whose two target tokens name the solid or the activity.
+fn tiny_world() -> omni::train::onellm::OneLlmData {
+    use omni::train::datasets::Split;
+    use omni::train::onellm::{ModalSample, OneLlmData, TextTarget};
+    use omni::train::signals::{Activity, Solid, imu_window, point_cloud};
+    let mut rng = rand::SeedableRng::seed_from_u64(5);
+    let mut data = OneLlmData::default();
+    for i in 0..8 {
+        let (modality, sample) = if i % 2 == 0 {
+            (Modality::Point, point_cloud(&mut rng, Split::Train, 96))
+        } else {
+            (Modality::Imu, imu_window(&mut rng, Split::Train, 40))
+        };
+        let answer = &sample.questions[0].answer;
+        let class = Solid::ALL
+            .iter()
+            .position(|s| s.name() == answer)
+            .or_else(|| Activity::ALL.iter().position(|a| a.name() == answer))
+            .unwrap() as u32;
+        data.rows.push(TextTarget {
+            signal: data.signals.len(),
+            prompt: vec![1, 5],
+            target: vec![10 + class, 2],
+        });
+        data.signals.push(ModalSample { modality, sample });
+    }
+    data
+}
+
+fn train_tiny(dir: &std::path::Path, stop_at: Option<usize>) -> Option<Vec<f32>> {
+    use omni::train::onellm::OneLlmObjective;
+    use omni::train::steps::{StepSettings, run_steps};
+    let config: OneLlmConfig = serde_json::from_str(
+        &std::fs::read_to_string(common::fixtures().join("onellm/tiny/config.json")).unwrap(),
+    )
+    .unwrap();
+    let vars = candle_nn::VarMap::new();
+    let model = OneLlm::trainable_over(config, &frozen_tensors(), &vars, 3).unwrap();
+    let data = tiny_world();
+    let held_out = omni::train::onellm::OneLlmData {
+        signals: data.signals.clone(),
+        rows: data.rows[..2].to_vec(),
+    };
+    let settings = StepSettings {
+        steps: 6,
+        batch_size: 3,
+        grad_accum: 1,
+        lr: 3e-3,
+        min_lr: 1e-4,
+        warmup: 1,
+        weight_decay: 0.0,
+        max_grad_norm: 1.0,
+        seed: 3,
+        checkpoint_every: 100,
+        eval_every: 3,
+    };
+    let mut objective = OneLlmObjective {
+        model: &model,
+        train: &data,
+        held_out: &held_out,
+        batch_size: 4,
+    };
+    let checkpoints = omni::train::Checkpoints::open(dir).unwrap();
+    run_steps(
+        &settings,
+        &"tiny".to_string(),
+        &vars,
+        data.rows.len(),
+        &mut objective,
+        &checkpoints,
+        &mut |p| Some(p.step) != stop_at,
+    )
+    .unwrap()
+    .map(|l| l.train)
+}
+
+#[test]
+fn stems_and_upm_train_over_the_frozen_parts_deterministically_and_resume_exactly() {
+    let dir = |tag: &str| {
+        let d =
+            std::env::temp_dir().join(format!("omni-onellm-train-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    };
+    let (a, b, c) = (dir("a"), dir("b"), dir("c"));
+    let losses = train_tiny(&a, None).unwrap();
+    assert!(losses.last() < losses.first(), "{losses:?}");
+    assert_eq!(train_tiny(&b, None).unwrap(), losses, "same seed, same run");
+    // Stopped after step 2 (a checkpoint is saved), then resumed.
+    assert!(train_tiny(&c, Some(2)).is_none());
+    assert_eq!(train_tiny(&c, None).unwrap(), losses);
+    for d in [a, b, c] {
+        std::fs::remove_dir_all(d).unwrap();
     }
 }

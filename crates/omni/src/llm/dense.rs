@@ -4,63 +4,18 @@
 //!
 //! The same architecture as [`super::LlamaModel`] (which is the fast, quantized,
 //! inference-only path), here from dequantized GGUF weights or a Hugging Face
-//! safetensors checkpoint. Frozen weights go through [`FrozenMatmul`], whose backward
-//! pass computes only the input's gradient: a plain matmul would also compute the
-//! weight's, doubling the cost of every backward step.
+//! safetensors checkpoint. Frozen weights go through [`matmul_t`], whose backward pass
+//! computes only the input's gradient.
 //!
 //! Reference: HF transformers' `LlamaModel` / `Qwen2Model` (eager attention).
 
-use candle_core::{CpuStorage, CustomOp1, D, DType, Device, Layout, Shape, Tensor};
+use candle_core::{D, DType, Device, Tensor};
 
 use super::config::{LlmConfig, RopeStyle};
 use super::gguf::GgufFile;
 use super::lora::{LoraConfig, LoraWeights};
+use crate::train::frozen::matmul_t;
 use crate::{Error, Result};
-
-/// `y = x·Wᵀ` for a weight that does not train: the backward pass returns `∂L/∂x` only.
-struct FrozenMatmul {
-    /// (out, in)
-    weight: Tensor,
-}
-
-impl CustomOp1 for FrozenMatmul {
-    fn name(&self) -> &'static str {
-        "frozen-matmul"
-    }
-
-    fn cpu_fwd(
-        &self,
-        storage: &CpuStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (start, end) = layout
-            .contiguous_offsets()
-            .ok_or_else(|| candle_core::Error::Msg("frozen matmul: input not contiguous".into()))?;
-        let cpu = Device::Cpu;
-        let x = match storage {
-            CpuStorage::F32(v) => Tensor::from_slice(&v[start..end], layout.dims(), &cpu)?,
-            CpuStorage::F64(v) => Tensor::from_slice(&v[start..end], layout.dims(), &cpu)?,
-            _ => candle_core::bail!("frozen matmul: f32 or f64 input expected"),
-        };
-        let y = x.matmul(&self.weight.t()?)?;
-        let shape = y.shape().clone();
-        let y = y.flatten_all()?;
-        let out = match y.dtype() {
-            DType::F64 => CpuStorage::F64(y.to_vec1()?),
-            _ => CpuStorage::F32(y.to_vec1()?),
-        };
-        Ok((out, shape))
-    }
-
-    fn bwd(
-        &self,
-        _arg: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(grad.matmul(&self.weight)?))
-    }
-}
 
 /// A linear layer of the decoder; trains only if its weight is a variable (or through
 /// its LoRA adapter).
@@ -90,13 +45,7 @@ impl DenseLinear {
         };
         let rows: usize = lead.iter().product();
         let x2 = x.contiguous()?.reshape((rows, inp))?;
-        let y = if self.weight.is_variable() {
-            x2.matmul(&self.weight.t()?)?
-        } else {
-            x2.apply_op1(FrozenMatmul {
-                weight: self.weight.clone(),
-            })?
-        };
+        let y = matmul_t(&x2, &self.weight)?;
         let y = match &self.lora {
             Some(l) => {
                 // The variables themselves (f32), so optimizer updates are seen.

@@ -21,9 +21,10 @@ use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
 use crate::encoder::universal::UniversalEncoder;
-use crate::llm::{Arch, DenseLlama, GgufFile, LlmConfig, RopeStyle};
+use crate::llm::{Arch, DenseLlama, GgufFile, LlmConfig, LlmTokenizer, RopeStyle};
 use crate::modality::universal::{Modality, Signal, StemConfig, Stems};
 use crate::projector::upm::{Upm, UpmConfig, swiglu_hidden};
+use crate::train::init::seeded_builder;
 use crate::{Error, Result};
 
 /// A LLaMA decoder in Meta's layout (`params.json` of LLaMA-2).
@@ -113,6 +114,8 @@ pub struct OneLlm {
     stems: Stems,
     upm: Upm,
     llm: DenseLlama,
+    /// The decoder's tokenizer (from its GGUF; none for Meta-layout tensors).
+    tokenizer: Option<std::sync::Arc<LlmTokenizer>>,
 }
 
 impl OneLlm {
@@ -140,10 +143,21 @@ impl OneLlm {
     }
 
     /// A model to train: the encoder and the LLM pretrained and frozen, the stems and the
-    /// UPM fresh variables of `vars` (initialised as the reference does).
-    pub fn trainable(config: OneLlmConfig, vars: &VarMap) -> Result<Self> {
-        let vb = VarBuilder::from_varmap(vars, DType::F32, &Device::Cpu);
-        Self::build(config, &HashMap::new(), vb)
+    /// UPM fresh variables of `vars`, drawn as the reference initialises them from a
+    /// stream fixed by `seed`.
+    pub fn trainable(config: OneLlmConfig, vars: &VarMap, seed: u64) -> Result<Self> {
+        Self::trainable_over(config, &HashMap::new(), vars, seed)
+    }
+
+    /// [`Self::trainable`] with the frozen encoder and LLM tensors a checkpoint holds
+    /// (`clip.visual.*`, Meta-layout LLaMA) taken from `frozen`.
+    pub fn trainable_over(
+        config: OneLlmConfig,
+        frozen: &HashMap<String, Tensor>,
+        vars: &VarMap,
+        seed: u64,
+    ) -> Result<Self> {
+        Self::build(config, frozen, seeded_builder(vars, seed))
     }
 
     fn build(
@@ -165,21 +179,26 @@ impl OneLlm {
                 UniversalEncoder::from_whisper(&crate::models::resolve(model)?.join("model.bin"))?
             }
         };
-        let llm = match &config.llm {
+        let (llm, tokenizer) = match &config.llm {
             LlmSource::Meta(meta) => {
-                DenseLlama::from_named(meta.llm_config(), DType::F32, &mut |name| {
+                let llm = DenseLlama::from_named(meta.llm_config(), DType::F32, &mut |name| {
                     let meta = meta_name(name);
                     tensors
                         .get(&meta)
                         .cloned()
                         .ok_or_else(|| Error::InvalidInput(format!("no LLaMA tensor `{meta}`")))
-                })?
+                })?;
+                (llm, None)
             }
             LlmSource::Gguf { gguf } => {
                 let path = crate::llm::find_gguf(&crate::models::resolve(gguf)?)?;
                 let mut file = GgufFile::open(&path)?;
                 let c = LlmConfig::from_metadata(&path, file.metadata(), |n| file.has_tensor(n))?;
-                DenseLlama::from_gguf(&mut file, c, DType::F32)?
+                let tokenizer = LlmTokenizer::from_gguf(&file.meta())?;
+                (
+                    DenseLlama::from_gguf(&mut file, c, DType::F32)?,
+                    Some(std::sync::Arc::new(tokenizer)),
+                )
             }
         };
         let width = encoder.width();
@@ -203,6 +222,7 @@ impl OneLlm {
             stems,
             upm,
             llm,
+            tokenizer,
         })
     }
 
@@ -212,6 +232,35 @@ impl OneLlm {
 
     pub fn upm(&self) -> &Upm {
         &self.upm
+    }
+
+    pub fn llm(&self) -> &DenseLlama {
+        &self.llm
+    }
+
+    /// The decoder's tokenizer; an error for a checkpoint whose LLaMA came without one.
+    pub fn tokenizer(&self) -> Result<&LlmTokenizer> {
+        self.tokenizer.as_deref().ok_or_else(|| {
+            Error::InvalidInput(
+                "this OneLLM's decoder has no tokenizer (Meta-layout tensors); use a GGUF decoder"
+                    .into(),
+            )
+        })
+    }
+
+    /// Stem, encoder and UPM sizes as `signal` of one sample would have: the expected
+    /// per-sample shape of a modality's input (frames: `frames` of them).
+    pub fn input_shape(&self, m: Modality, frames: usize) -> Vec<usize> {
+        let c = &self.config.stems;
+        let s = self.stems.frame_size(self.encoder.vit());
+        match m {
+            Modality::Image => vec![3, s, s],
+            Modality::Video | Modality::Rgbd | Modality::Rgbn => vec![frames, 3, s, s],
+            Modality::Audio => vec![c.audio_mel_bins, c.audio_frames],
+            Modality::Point => vec![c.points, crate::modality::universal::POINT_CHANNELS],
+            Modality::Imu => vec![crate::modality::universal::IMU_CHANNELS, c.imu_samples],
+            Modality::Fmri => vec![c.fmri_voxels],
+        }
     }
 
     /// The stem's tokens `(B, L, W)` (frames: `(B·T, L, W)`), the input checked first.
@@ -261,36 +310,71 @@ impl OneLlm {
         Ok(self.upm.forward(m, features)?)
     }
 
-    /// The decoder input of the reference's training forward: `[BOS, start_tag, Q
-    /// modality tokens, end_tag, text…]` for each row of `tokens` (which start with BOS),
-    /// and the prefix length `Q + 2`.
+    /// One decoder input row: `[BOS, start_tag, Q modality tokens, end_tag, text…]` for
+    /// `modal` `(Q, D)` and `tokens` (which start with BOS).
+    pub fn sequence(&self, m: Modality, modal: &Tensor, tokens: &[u32]) -> Result<Tensor> {
+        let (start, end) = self.upm.tags(m)?;
+        if tokens.is_empty() {
+            return Err(Error::InvalidInput(
+                "a token row is empty (it must start with BOS)".into(),
+            ));
+        }
+        let text = self.llm.embed_tokens(tokens)?;
+        Ok(Tensor::cat(
+            &[
+                &text.narrow(0, 0, 1)?,
+                start,
+                modal,
+                end,
+                &text.narrow(0, 1, tokens.len() - 1)?,
+            ],
+            0,
+        )?)
+    }
+
+    /// The decoder input of the reference's training forward: [`Self::sequence`] for each
+    /// row of `tokens` (of equal length), and the prefix length `Q + 2`.
     pub fn llm_inputs(
         &self,
         m: Modality,
         modal: &Tensor,
         tokens: &[Vec<u32>],
     ) -> Result<(Tensor, usize)> {
-        let (start, end) = self.upm.tags(m)?;
-        let mut rows = Vec::with_capacity(tokens.len());
-        for (i, row) in tokens.iter().enumerate() {
-            if row.is_empty() {
-                return Err(Error::InvalidInput(
-                    "a token row is empty (it must start with BOS)".into(),
-                ));
-            }
-            let text = self.llm.embed_tokens(row)?;
-            rows.push(Tensor::cat(
-                &[
-                    &text.narrow(0, 0, 1)?,
-                    start,
-                    &modal.get(i)?,
-                    end,
-                    &text.narrow(0, 1, row.len() - 1)?,
-                ],
-                0,
-            )?);
-        }
+        let rows = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, row)| self.sequence(m, &modal.get(i)?, row))
+            .collect::<Result<Vec<_>>>()?;
         Ok((Tensor::stack(&rows, 0)?, modal.dim(1)? + 2))
+    }
+
+    /// The greedy answer to `prompt` about one signal (batch 1): at most `max_tokens`
+    /// tokens, up to the end of the turn or of the line.
+    pub fn answer(&self, signal: &Signal, prompt: &str, max_tokens: usize) -> Result<String> {
+        if signal.batch() != 1 {
+            return Err(Error::InvalidInput(format!(
+                "answering takes one {} input at a time, not {}",
+                signal.modality.name(),
+                signal.batch()
+            )));
+        }
+        let tokenizer = self.tokenizer()?;
+        let m = signal.modality;
+        let modal = self.project(m, &self.encode(signal)?)?;
+        let mut x = self.sequence(m, &modal.get(0)?, &prompt_tokens(tokenizer, prompt)?)?;
+        let mut out = Vec::new();
+        for _ in 0..max_tokens {
+            let hidden = self.llm.forward_embeds(&x.unsqueeze(0)?)?;
+            let last = hidden.get(0)?.get(x.dim(0)? - 1)?.unsqueeze(0)?;
+            let logits: Vec<f32> = self.llm.logits(&last)?.flatten_all()?.to_vec1()?;
+            let next = crate::llm::argmax(&logits);
+            if tokenizer.is_eog(next) || tokenizer.decode(&[next]).contains('\n') {
+                break;
+            }
+            out.push(next);
+            x = Tensor::cat(&[&x, &self.llm.embed_tokens(&[next])?], 0)?;
+        }
+        Ok(tokenizer.decode(&out).trim().to_string())
     }
 
     /// The reference's `Transformer.forward(tokens, signal, modal)`: logits `(B, T', vocab)`
@@ -334,4 +418,36 @@ fn meta_name(gguf: &str) -> String {
             format!("layers.{layer}.{meta}")
         }
     }
+}
+
+/// The text after the modality tokens for a question (`""`: a caption follows).
+pub fn prompt_text(question: &str) -> String {
+    if question.is_empty() {
+        String::new()
+    } else {
+        format!("{question}\nAnswer:")
+    }
+}
+
+/// BOS (or, for a tokenizer without one, end-of-text) and the tokens of
+/// [`prompt_text`]`(question)`.
+pub fn prompt_tokens(tokenizer: &LlmTokenizer, question: &str) -> Result<Vec<u32>> {
+    let bos = tokenizer.bos_id().or(tokenizer.eos_id()).ok_or_else(|| {
+        Error::InvalidInput("the decoder's tokenizer has neither BOS nor EOS".into())
+    })?;
+    let mut tokens = vec![bos];
+    tokens.extend(tokenizer.encode(&prompt_text(question), false, false)?);
+    Ok(tokens)
+}
+
+/// The tokens an answer is trained as: ` answer` (a caption: `caption`) then EOS.
+pub fn target_tokens(tokenizer: &LlmTokenizer, question: &str, answer: &str) -> Result<Vec<u32>> {
+    let text = if question.is_empty() {
+        answer.to_string()
+    } else {
+        format!(" {answer}")
+    };
+    let mut tokens = tokenizer.encode(&text, false, false)?;
+    tokens.extend(tokenizer.eos_id());
+    Ok(tokens)
 }

@@ -2,6 +2,7 @@
 //! modalities, drawn with the scene world's shapes and colours (and its held-out
 //! colour–shape pairs, which only test samples contain):
 //!
+//! - **image**: the scene world's pictures at the stems' size;
 //! - **video**: one shape crossing the frame left, right, up or down;
 //! - **depth** (RGB + depth map): two shapes of the same size, one nearer; only the depth
 //!   map tells which;
@@ -13,7 +14,7 @@ use rand::RngExt;
 use rand::rngs::StdRng;
 
 use super::datasets::Split;
-use super::scenes::{Colour, HELD_OUT, Object, QuestionKind, SCENE_SIZE, Shape};
+use super::scenes::{Colour, HELD_OUT, Object, QuestionKind, SCENE_SIZE, Scene, Shape};
 use super::signals::{Sample, held_out_pair, question};
 
 const MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
@@ -39,11 +40,48 @@ fn push_frame(data: &mut Vec<f32>, size: usize, pixel: impl Fn(f32, f32) -> [f32
     }
 }
 
+/// A picture as one frame of these worlds: resized to `size` × `size`, `(3, S, S)`,
+/// normalised like the rendered ones.
+pub fn picture_frame(picture: &image::RgbImage, size: usize) -> Vec<f32> {
+    let side = size as u32;
+    let resized =
+        image::imageops::resize(picture, side, side, image::imageops::FilterType::Triangle);
+    let mut data = vec![0f32; 3 * size * size];
+    for (x, y, p) in resized.enumerate_pixels() {
+        for ch in 0..3 {
+            data[(ch * size + y as usize) * size + x as usize] =
+                (p[ch] as f32 / 255.0 - MEAN[ch]) / STD[ch];
+        }
+    }
+    data
+}
+
 fn rgb(o: &Object) -> [f32; 3] {
     o.colour.rgb().map(|v| v as f32 / 255.0)
 }
 
 const BACKGROUND: [f32; 3] = [0.93; 3];
+
+/// A scene of the image world drawn at `size`: `(3, S, S)`, with its caption and
+/// questions.
+pub fn scene_image(rng: &mut StdRng, split: Split, size: usize) -> Sample {
+    let scene = Scene::random(rng, split);
+    let bg = [scene.background as f32 / 255.0; 3];
+    let mut data = Vec::with_capacity(3 * size * size);
+    push_frame(&mut data, size, |x, y| {
+        scene
+            .objects
+            .iter()
+            .find(|o| o.covers(x, y))
+            .map_or(bg, rgb)
+    });
+    Sample {
+        data,
+        shape: vec![3, size, size],
+        caption: scene.caption(),
+        questions: scene.questions(rng),
+    }
+}
 
 /// `frames` frames of one shape crossing the square: `(frames, 3, S, S)`.
 pub fn video_clip(rng: &mut StdRng, split: Split, frames: usize, size: usize) -> Sample {

@@ -8,16 +8,14 @@
 
 use std::collections::HashMap;
 
-use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
-use super::align::{seeded_init, set_vars, var_tensors};
-use super::{AdamW, AdamWConfig, Checkpoints, LrSchedule, grad_norm};
+use super::Checkpoints;
+use super::align::{seeded_init, set_vars};
+pub use super::steps::StepProgress;
+use super::steps::{Objective, StepSettings, run_steps};
 use crate::llm::DenseLlama;
 use crate::llm::{LoraConfig, LoraWeights};
 use crate::projector::{Projector, ProjectorConfig, ProjectorKind};
@@ -84,26 +82,29 @@ pub struct TrainSample {
     pub media: Vec<Tensor>,
 }
 
-/// One step's numbers, for progress bars and logs.
-#[derive(Debug, Clone, Copy)]
-pub struct StepProgress {
-    pub step: usize,
-    pub steps: usize,
-    pub loss: f32,
-    pub lr: f64,
-    pub grad_norm: f64,
-    /// The held-out loss, on steps that measured it.
-    pub eval_loss: Option<f32>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct RunState {
-    step: usize,
+/// What a projector run is, as its checkpoints record it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct ProjectorRun {
     config: ProjectorTraining,
     projector: ProjectorConfig,
-    losses: Vec<f32>,
-    #[serde(default)]
-    eval_losses: Vec<(usize, f32)>,
+}
+
+impl ProjectorTraining {
+    fn settings(&self) -> StepSettings {
+        StepSettings {
+            steps: self.steps,
+            batch_size: self.batch_size,
+            grad_accum: self.grad_accum,
+            lr: self.lr,
+            min_lr: self.min_lr,
+            warmup: self.warmup,
+            weight_decay: self.weight_decay,
+            max_grad_norm: self.max_grad_norm,
+            seed: self.seed,
+            checkpoint_every: self.checkpoint_every,
+            eval_every: self.eval_every,
+        }
+    }
 }
 
 /// The conversations a run learns from, and held-out ones whose loss it tracks.
@@ -236,15 +237,6 @@ pub fn train_projector(
     if samples.is_empty() {
         return Err(Error::InvalidInput("no training conversations".into()));
     }
-    if config.batch_size == 0
-        || config.steps == 0
-        || config.grad_accum == 0
-        || config.checkpoint_every == 0
-    {
-        return Err(Error::InvalidInput(
-            "steps, batch size, accumulation and checkpoint interval must be positive".into(),
-        ));
-    }
     let device = Device::Cpu;
     let projector_config = ProjectorConfig {
         queries: config.queries,
@@ -269,131 +261,46 @@ pub fn train_projector(
     if let Some(weights) = init {
         set_vars(&vars, weights)?;
     }
-    let mut optimizer = AdamW::new(
-        &vars,
-        AdamWConfig {
-            weight_decay: config.weight_decay,
-            ..AdamWConfig::default()
-        },
-    )?;
-    let mut start = 0;
-    let mut losses = Vec::new();
-    let mut eval_losses = Vec::new();
-    if let Some((step, dir)) = checkpoints.latest()? {
-        let state: RunState = Checkpoints::load_state(&dir)?;
-        if state.config != *config || state.projector != projector_config {
-            return Err(Error::InvalidInput(format!(
-                "{} holds a run with other settings ({:?}); use another output directory",
-                checkpoints.dir().display(),
-                state.config
-            )));
-        }
-        set_vars(&vars, &Checkpoints::load_tensors(&dir, "model")?)?;
-        optimizer.load_state(&Checkpoints::load_tensors(&dir, "optimizer")?, step)?;
-        start = step;
-        losses = state.losses;
-        eval_losses = state.eval_losses;
+    struct Run<'a> {
+        llm: &'a DenseLlama,
+        projector: &'a Projector,
+        data: TrainData<'a>,
+        batch_size: usize,
     }
-    let schedule = LrSchedule {
-        peak: config.lr,
-        floor: config.min_lr,
-        warmup: config.warmup,
-        total: config.steps,
+    impl Objective for Run<'_> {
+        fn loss(&mut self, batch: &[usize]) -> Result<Tensor> {
+            let batch: Vec<&TrainSample> = batch.iter().map(|&i| &self.data.train[i]).collect();
+            batch_loss(self.llm, self.projector, &batch)
+        }
+        fn held_out_loss(&mut self) -> Result<Option<f32>> {
+            if self.data.eval.is_empty() {
+                return Ok(None);
+            }
+            held_out_loss(self.llm, self.projector, self.data.eval, self.batch_size).map(Some)
+        }
+    }
+    let run = ProjectorRun {
+        config: config.clone(),
+        projector: projector_config,
     };
-    let n = samples.len();
-    let per_step = config.batch_size * config.grad_accum;
-    let mut order: (usize, Vec<usize>) = (usize::MAX, Vec::new());
-    for step in start..config.steps {
-        let mut grads: Option<GradStore> = None;
-        let mut step_loss = 0f32;
-        for micro in 0..config.grad_accum {
-            let ids: Vec<usize> = (0..config.batch_size)
-                .map(|i| {
-                    let k = step * per_step + micro * config.batch_size + i;
-                    let epoch = k / n;
-                    if order.0 != epoch {
-                        // An epoch's order depends on the seed and the epoch only: a
-                        // resumed run sees the same batches.
-                        let mut rng = StdRng::seed_from_u64(
-                            config.seed ^ (epoch as u64).wrapping_mul(0x9E37),
-                        );
-                        let mut perm: Vec<usize> = (0..n).collect();
-                        perm.shuffle(&mut rng);
-                        order = (epoch, perm);
-                    }
-                    order.1[k % n]
-                })
-                .collect();
-            let batch: Vec<&TrainSample> = ids.iter().map(|&i| &samples[i]).collect();
-            let loss = batch_loss(llm, &projector, &batch)?;
-            step_loss += loss.to_scalar::<f32>()? / config.grad_accum as f32;
-            let g = (loss / config.grad_accum as f64)?.backward()?;
-            grads = Some(match grads {
-                None => g,
-                Some(mut sum) => {
-                    for var in optimizer.vars() {
-                        if let Some(new) = g.get(var.as_tensor()) {
-                            let total = match sum.get(var.as_tensor()) {
-                                Some(old) => (old + new)?,
-                                None => new.clone(),
-                            };
-                            sum.insert(var.as_tensor(), total);
-                        }
-                    }
-                    sum
-                }
-            });
-        }
-        let grads = grads.ok_or_else(|| Error::InvalidInput("no gradients".into()))?;
-        let norm = grad_norm(&grads, optimizer.vars())?;
-        let scale = if norm > config.max_grad_norm {
-            config.max_grad_norm / norm
-        } else {
-            1.0
-        };
-        let lr = schedule.at(step);
-        optimizer.step(&grads, lr, scale)?;
-        losses.push(step_loss);
-        let done = step + 1;
-        let eval_loss = if !data.eval.is_empty()
-            && config.eval_every > 0
-            && (done % config.eval_every == 0 || done == config.steps)
-        {
-            let loss = held_out_loss(llm, &projector, data.eval, config.batch_size)?;
-            eval_losses.push((done, loss));
-            Some(loss)
-        } else {
-            None
-        };
-        let go_on = progress(StepProgress {
-            step: done,
-            steps: config.steps,
-            loss: step_loss,
-            lr,
-            grad_norm: norm,
-            eval_loss,
-        });
-        if !go_on || done % config.checkpoint_every == 0 || done == config.steps {
-            let state = RunState {
-                step: done,
-                config: config.clone(),
-                projector: projector_config.clone(),
-                losses: losses.clone(),
-                eval_losses: eval_losses.clone(),
-            };
-            checkpoints.save(
-                done,
-                &[
-                    ("model", &var_tensors(&vars)?),
-                    ("optimizer", &optimizer.state()),
-                ],
-                &state,
-            )?;
-        }
-        if !go_on {
-            return Ok(None);
-        }
-    }
+    let mut objective = Run {
+        llm,
+        projector: &projector,
+        data,
+        batch_size: config.batch_size,
+    };
+    let Some(losses) = run_steps(
+        &config.settings(),
+        &run,
+        &vars,
+        samples.len(),
+        &mut objective,
+        checkpoints,
+        progress,
+    )?
+    else {
+        return Ok(None);
+    };
     let lora = match &config.lora {
         Some(lora) => llm.lora_weights(lora)?,
         None => None,
@@ -401,8 +308,8 @@ pub fn train_projector(
     Ok(Some(Trained {
         projector,
         lora,
-        losses,
-        eval_losses,
+        losses: losses.train,
+        eval_losses: losses.eval,
     }))
 }
 

@@ -7,11 +7,15 @@ pub mod checkpoint;
 pub mod contrastive;
 pub mod datasets;
 pub mod frames;
+pub(crate) mod frozen;
+pub mod init;
 pub mod manifest;
 pub mod mllm;
+pub mod onellm;
 pub mod optim;
 pub mod scenes;
 pub mod signals;
+pub mod steps;
 pub mod synth;
 
 pub use checkpoint::Checkpoints;

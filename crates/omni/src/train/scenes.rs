@@ -135,6 +135,9 @@ pub enum QuestionKind {
     /// What a person wearing an IMU does, and whether they move.
     Activity,
     Moving,
+    /// Who and what a spoken sentence mentions.
+    Who,
+    What,
 }
 
 impl QuestionKind {

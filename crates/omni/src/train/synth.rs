@@ -9,7 +9,8 @@ use rand::{RngExt, SeedableRng};
 
 use super::datasets::{FASHION_MNIST_CLASSES, Split, fashion_mnist};
 use super::manifest::{AUDIO_TOKEN, Record, Turn, write_manifest};
-use super::scenes::scenes;
+use super::scenes::{QuestionKind, scenes};
+use super::signals::{Sample, question};
 use crate::{Error, Result};
 
 /// How many examples of each split to write.
@@ -223,6 +224,39 @@ pub fn write_speech(
         finish_split(dir, split, &records, &mut report)?;
     }
     Ok(report)
+}
+
+/// A spoken sentence of `split` for OneLLM's audio stem: its Whisper log-mel map
+/// `(mel bins, frames)` (trimmed or zero-padded), the sentence as caption, and who and
+/// what it mentions as questions. The clip is spoken into `scratch` (a file path).
+pub fn spoken_sentence(
+    rng: &mut StdRng,
+    split: Split,
+    mel: &crate::modality::audio::MelExtractor,
+    frames: usize,
+    scratch: &Path,
+) -> Result<Sample> {
+    let (text, who) = sentence(rng, split);
+    let voice = VOICES[rng.random_range(0..VOICES.len())];
+    let speed = rng.random_range(150..190u32);
+    let pitch = rng.random_range(30..70u32);
+    speak(&text, voice, speed, pitch, scratch)?;
+    let samples = crate::modality::audio::load_mono(scratch, crate::modality::audio::SAMPLE_RATE)?;
+    let spectrogram = mel.compute(&samples);
+    let what = NOUNS
+        .iter()
+        .find(|n| text.contains(&format!(" {n} ")))
+        .copied()
+        .unwrap_or_default();
+    Ok(Sample {
+        data: spectrogram.window(0, frames, frames),
+        shape: vec![mel.n_mels(), frames],
+        caption: text,
+        questions: vec![
+            question(QuestionKind::Who, "Who is mentioned?", who),
+            question(QuestionKind::What, "What object is mentioned?", what),
+        ],
+    })
 }
 
 /// Runs espeak-ng to write `text` as a WAV file.

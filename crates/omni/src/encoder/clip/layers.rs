@@ -58,6 +58,16 @@ pub struct EncoderDims {
     pub act: Activation,
 }
 
+/// `l(x)`; for a tracked `x` through a frozen matmul, so that the weights' gradients,
+/// which nothing uses, are not computed.
+fn apply(l: &Linear, x: &Tensor) -> Result<Tensor> {
+    if x.track_op() {
+        crate::train::frozen::linear(x, l.weight(), l.bias()).map_err(candle_core::Error::wrap)
+    } else {
+        l.forward(x)
+    }
+}
+
 /// Multi-head self-attention with separate q/k/v projections.
 #[derive(Debug, Clone)]
 pub struct Attention {
@@ -89,11 +99,11 @@ impl Attention {
     /// # Shapes
     /// `x`: (N, L, D); `mask`: additive, broadcastable to (N, heads, L, L). Returns (N, L, D).
     fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        let q = self.q.forward(x)?;
-        let k = self.k.forward(x)?;
-        let v = self.v.forward(x)?;
+        let q = apply(&self.q, x)?;
+        let k = apply(&self.k, x)?;
+        let v = apply(&self.v, x)?;
         let y = attend(&q, &k, &v, self.heads, mask)?;
-        self.out.forward(&y)
+        apply(&self.out, &y)
     }
 }
 
@@ -156,7 +166,7 @@ impl Mlp {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.fc2.forward(&self.act.apply(&self.fc1.forward(x)?)?)
+        apply(&self.fc2, &self.act.apply(&apply(&self.fc1, x)?)?)
     }
 }
 
