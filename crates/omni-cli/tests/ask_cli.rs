@@ -104,3 +104,62 @@ fn bad_input_is_a_one_line_error() {
     let out = omni(&["ask", "--audio", &example_clip(), "  "]);
     assert_one_line_error(&out, &["question"]);
 }
+
+/// The tiny OneLLM checkpoint of the parity fixtures (a LLaMA without a tokenizer).
+fn tiny_onellm() -> String {
+    common::fixtures()
+        .join("onellm/tiny")
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn onellm_inputs_in_the_wrong_shape_or_units_are_one_line_errors() {
+    let dir = common::temp_dir("ask-onellm");
+    let model = tiny_onellm();
+    let ask = |flag: &str, path: &Path| {
+        omni(&[
+            "ask",
+            flag,
+            path.to_str().unwrap(),
+            "--onellm",
+            &model,
+            "What shape is this?",
+        ])
+    };
+    // A point cloud with a NaN coordinate.
+    let nan = dir.join("nan.xyz");
+    std::fs::write(&nan, "0 0 0\n1 nan 0\n0 1 0\n").unwrap();
+    assert_one_line_error(&ask("--point", &nan), &["nan.xyz", "finite"]);
+    // IMU readings with four channels instead of six.
+    let imu = dir.join("imu.csv");
+    std::fs::write(&imu, "1,2,3,4\n".repeat(50)).unwrap();
+    assert_one_line_error(&ask("--imu", &imu), &["imu.csv", "6"]);
+    // A depth map needs the photo it belongs to.
+    let out = omni(&[
+        "ask",
+        "--depth",
+        "d.png",
+        "--onellm",
+        &model,
+        "Which is nearer?",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--image"));
+    // A good point cloud reaches the model, whose decoder has no tokenizer to answer with.
+    let cloud = dir.join("cloud.xyz");
+    let rows: String = (0..96)
+        .map(|i| format!("{} {} {} 0.5 0.5 0.5\n", i % 7, i % 5, i % 3))
+        .collect();
+    std::fs::write(&cloud, rows).unwrap();
+    assert_one_line_error(&ask("--point", &cloud), &["tokenizer"]);
+    let out = omni(&[
+        "ask",
+        "--point",
+        cloud.to_str().unwrap(),
+        "--onellm",
+        "no-such-onellm",
+        "?",
+    ]);
+    assert_one_line_error(&out, &["no-such-onellm", "omni train onellm"]);
+}

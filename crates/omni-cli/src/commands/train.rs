@@ -43,8 +43,12 @@ pub enum TrainCommand {
 #[derive(Debug, Args)]
 pub struct OnellmArgs {
     /// The stage to run (1-based; the default recipe has 4).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
-    pub stage: u32,
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..), required_unless_present = "print_recipe")]
+    pub stage: Option<u32>,
+    /// Print the recipe (the default, or --config's with its defaults filled in) as TOML
+    /// and exit: a starting point for your own.
+    #[arg(long)]
+    pub print_recipe: bool,
     /// The recipe (TOML: name, seed, train_per_modality, [model], [[stages]] …); the
     /// default recipe without it.
     #[arg(long, value_name = "FILE")]
@@ -227,10 +231,15 @@ fn onellm(args: OnellmArgs) -> anyhow::Result<()> {
         Some(path) => OneLlmRecipe::load(path)?,
         None => OneLlmRecipe::default(),
     };
+    if args.print_recipe {
+        print!("{}", recipe.to_toml()?);
+        return Ok(());
+    }
+    let stage = args.stage.context("--stage is required")? as usize;
     let bars = Bars::default();
     let start = Instant::now();
     let mut held_out = None;
-    let result = train_onellm(&recipe, args.stage as usize, &mut |p| {
+    let result = train_onellm(&recipe, stage, &mut |p| {
         match p {
             OneLlmProgress::Data {
                 modality,
@@ -270,12 +279,7 @@ fn onellm(args: OnellmArgs) -> anyhow::Result<()> {
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!(
-            "saved {} (stage {}) in {}",
-            recipe.name,
-            args.stage,
-            dir.display()
-        );
+        println!("saved {} (stage {stage}) in {}", recipe.name, dir.display());
         print!("{report}");
     }
     Ok(())

@@ -313,23 +313,25 @@ impl OneLlm {
     /// One decoder input row: `[BOS, start_tag, Q modality tokens, end_tag, text…]` for
     /// `modal` `(Q, D)` and `tokens` (which start with BOS).
     pub fn sequence(&self, m: Modality, modal: &Tensor, tokens: &[u32]) -> Result<Tensor> {
-        let (start, end) = self.upm.tags(m)?;
+        self.mixed_sequence(&[(m, modal.clone())], tokens)
+    }
+
+    /// [`Self::sequence`] with several inputs (e.g. a video and its audio), each between
+    /// its own tags, one after the other.
+    pub fn mixed_sequence(&self, inputs: &[(Modality, Tensor)], tokens: &[u32]) -> Result<Tensor> {
         if tokens.is_empty() {
             return Err(Error::InvalidInput(
                 "a token row is empty (it must start with BOS)".into(),
             ));
         }
         let text = self.llm.embed_tokens(tokens)?;
-        Ok(Tensor::cat(
-            &[
-                &text.narrow(0, 0, 1)?,
-                start,
-                modal,
-                end,
-                &text.narrow(0, 1, tokens.len() - 1)?,
-            ],
-            0,
-        )?)
+        let mut parts = vec![text.narrow(0, 0, 1)?];
+        for (m, modal) in inputs {
+            let (start, end) = self.upm.tags(*m)?;
+            parts.extend([start.clone(), modal.clone(), end.clone()]);
+        }
+        parts.push(text.narrow(0, 1, tokens.len() - 1)?);
+        Ok(Tensor::cat(&parts, 0)?)
     }
 
     /// The decoder input of the reference's training forward: [`Self::sequence`] for each
@@ -348,20 +350,24 @@ impl OneLlm {
         Ok((Tensor::stack(&rows, 0)?, modal.dim(1)? + 2))
     }
 
-    /// The greedy answer to `prompt` about one signal (batch 1): at most `max_tokens`
-    /// tokens, up to the end of the turn or of the line.
-    pub fn answer(&self, signal: &Signal, prompt: &str, max_tokens: usize) -> Result<String> {
-        if signal.batch() != 1 {
-            return Err(Error::InvalidInput(format!(
-                "answering takes one {} input at a time, not {}",
-                signal.modality.name(),
-                signal.batch()
-            )));
-        }
+    /// The greedy answer to `prompt` about signals of batch 1 (one, or several of
+    /// different modalities: a video and its audio): at most `max_tokens` tokens, up to
+    /// the end of the turn or of the line.
+    pub fn answer(&self, signals: &[Signal], prompt: &str, max_tokens: usize) -> Result<String> {
         let tokenizer = self.tokenizer()?;
-        let m = signal.modality;
-        let modal = self.project(m, &self.encode(signal)?)?;
-        let mut x = self.sequence(m, &modal.get(0)?, &prompt_tokens(tokenizer, prompt)?)?;
+        let mut inputs = Vec::with_capacity(signals.len());
+        for signal in signals {
+            let m = signal.modality;
+            if signal.batch() != 1 {
+                return Err(Error::InvalidInput(format!(
+                    "answering takes one {} input at a time, not {}",
+                    m.name(),
+                    signal.batch()
+                )));
+            }
+            inputs.push((m, self.project(m, &self.encode(signal)?)?.get(0)?));
+        }
+        let mut x = self.mixed_sequence(&inputs, &prompt_tokens(tokenizer, prompt)?)?;
         let mut out = Vec::new();
         for _ in 0..max_tokens {
             let hidden = self.llm.forward_embeds(&x.unsqueeze(0)?)?;

@@ -157,6 +157,12 @@ impl OneLlmRecipe {
         toml::from_str(&text).map_err(|e| Error::InvalidInput(format!("{}: {e}", path.display())))
     }
 
+    /// The recipe as TOML, every field written out.
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string(self)
+            .map_err(|e| Error::InvalidInput(format!("cannot write the recipe as TOML: {e}")))
+    }
+
     /// Stage `n` (1-based).
     pub fn stage(&self, n: usize) -> Result<&OneLlmStage> {
         n.checked_sub(1)
@@ -512,7 +518,7 @@ pub fn evaluate(
         match task {
             StageTask::Captions => {
                 if k < 2 {
-                    let got = model.answer(&signal, "", 24)?;
+                    let got = model.answer(std::slice::from_ref(&signal), "", 24)?;
                     examples.push((m, "(caption)".into(), s.sample.caption.clone(), got));
                 }
             }
@@ -520,7 +526,7 @@ pub fn evaluate(
                 let Some(q) = s.sample.questions.get(k % s.sample.questions.len().max(1)) else {
                     continue;
                 };
-                let got = model.answer(&signal, &q.question, 8)?;
+                let got = model.answer(std::slice::from_ref(&signal), &q.question, 8)?;
                 let kind = format!("{:?}", q.kind).to_lowercase();
                 let right = normalize_answer(&got) == normalize_answer(&q.answer);
                 let distinct = answers
@@ -617,13 +623,15 @@ pub fn onellm_dir(name: &str) -> Result<PathBuf> {
 
 /// The input of `m` read from `path` for `model`: point clouds, IMU, fMRI and depth maps
 /// as [`crate::modality::universal::readers`] reads them, audio as Whisper's log-mel map,
-/// images and normal maps as pictures. Depth and normal maps go with the `photo` they
-/// belong to (OneLLM's RGB-D / RGB-N input: the photo, then the map).
+/// images and normal maps as pictures, videos as `video_frames` frames (through
+/// `ffmpeg`). Depth and normal maps go with the `photo` they belong to (OneLLM's RGB-D /
+/// RGB-N input: the photo, then the map).
 pub fn read_signal(
     model: &OneLlm,
     m: Modality,
     path: &Path,
     photo: Option<&Path>,
+    video_frames: usize,
 ) -> Result<Signal> {
     use crate::modality::universal::readers;
     let c = &model.config().stems;
@@ -670,10 +678,12 @@ pub fn read_signal(
         }
         Modality::Rgbn => (with_photo(picture(path)?)?, shape),
         Modality::Video => {
-            return Err(Error::InvalidInput(format!(
-                "{}: reading video files is not supported yet",
-                path.display()
-            )));
+            let frames = readers::read_video(path, video_frames, size as u32)?;
+            let data = frames
+                .iter()
+                .flat_map(|f| frames::picture_frame(f, size))
+                .collect();
+            (data, model.input_shape(m, video_frames))
         }
     };
     let mut full = vec![1];
@@ -692,7 +702,7 @@ mod tests {
     #[test]
     fn the_default_recipe_reads_back_from_toml_and_stages_are_checked() {
         let recipe = OneLlmRecipe::default();
-        let text = toml::to_string(&recipe).unwrap();
+        let text = recipe.to_toml().unwrap();
         let back: OneLlmRecipe = toml::from_str(&text).unwrap();
         assert_eq!(back, recipe);
         assert_eq!(recipe.stage(4).unwrap().task, StageTask::Questions);

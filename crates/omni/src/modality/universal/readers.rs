@@ -6,7 +6,8 @@
 //! - IMU windows: `.npy` (6 × T or T × 6) or `.csv` (T rows of accelerometer x, y, z then
 //!   gyroscope x, y, z; a header line is skipped);
 //! - fMRI: `.npy` of V voxels, or R × V repetitions (averaged, as the reference does);
-//! - depth maps: 16-bit or 8-bit PNG, or `.npy` (H × W), scaled to 0–1 by their maximum.
+//! - depth maps: 16-bit or 8-bit PNG, or `.npy` (H × W), scaled to 0–1 by their maximum;
+//! - videos: any file Debian's `ffmpeg` decodes, `frames` frames spread evenly over it.
 //!
 //! Every reader names the file and the problem: wrong shape, too few channels, NaNs.
 
@@ -353,6 +354,46 @@ pub fn read_depth(path: &Path, size: u32) -> Result<image::GrayImage> {
         size,
         image::imageops::FilterType::Triangle,
     ))
+}
+
+/// `frames` frames spread evenly over the video at `path`, each `size` × `size` RGB,
+/// decoded by the `ffmpeg` program (Debian: `apt-get install ffmpeg`).
+pub fn read_video(path: &Path, frames: usize, size: u32) -> Result<Vec<image::RgbImage>> {
+    if !path.is_file() {
+        return Err(bad(path, "no such file"));
+    }
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-i"])
+        .arg(path)
+        .args(["-vf", &format!("scale={size}:{size}:flags=bilinear")])
+        .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"])
+        .output()
+        .map_err(|e| {
+            bad(
+                path,
+                format!("cannot run ffmpeg ({e}); install it (Debian: apt-get install ffmpeg)"),
+            )
+        })?;
+    if !out.status.success() {
+        let why = String::from_utf8_lossy(&out.stderr);
+        let why = why.lines().last().unwrap_or("").trim();
+        return Err(bad(
+            path,
+            format!("ffmpeg cannot decode it as video: {why}"),
+        ));
+    }
+    let frame_bytes = (size * size * 3) as usize;
+    let decoded = out.stdout.len() / frame_bytes.max(1);
+    if decoded == 0 {
+        return Err(bad(path, "no video frames in it"));
+    }
+    Ok((0..frames)
+        .map(|i| {
+            let k = ((2 * i + 1) * decoded / (2 * frames)).min(decoded - 1);
+            let bytes = out.stdout[k * frame_bytes..(k + 1) * frame_bytes].to_vec();
+            image::RgbImage::from_raw(size, size, bytes).unwrap_or_default()
+        })
+        .collect())
 }
 
 #[cfg(test)]
