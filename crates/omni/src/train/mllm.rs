@@ -137,11 +137,9 @@ pub fn batch_loss(
     projector: &Projector,
     samples: &[&TrainSample],
 ) -> Result<Tensor> {
-    let d = llm.config().hidden_size;
     let mut sequences = Vec::with_capacity(samples.len());
     let mut rows = Vec::new();
     let mut labels = Vec::new();
-    let mut longest = 0;
     for sample in samples {
         let mut parts = Vec::new();
         let mut pos = 0usize;
@@ -170,41 +168,51 @@ pub fn batch_loss(
                 }
             }
         }
-        longest = longest.max(pos);
         sequences.push(Tensor::cat(&parts, 0)?);
     }
+    next_token_loss(llm, &sequences, &rows, &labels)
+}
+
+/// The mean cross-entropy of `labels` predicted at positions `picks` (`(row, position)`)
+/// of `sequences` (input embeddings, of any lengths) through the decoder: the rows
+/// right-padded to the longest (causal attention keeps padding out of real positions)
+/// and run as one batch.
+pub(crate) fn next_token_loss(
+    llm: &DenseLlama,
+    sequences: &[Tensor],
+    picks: &[(usize, usize)],
+    labels: &[u32],
+) -> Result<Tensor> {
     if labels.is_empty() {
         return Err(Error::InvalidInput(
             "the batch has no target tokens to learn".into(),
         ));
     }
-    // Right-pad to the longest: causal attention keeps padding out of real positions.
+    let d = llm.config().hidden_size;
+    let mut longest = 0;
+    for s in sequences {
+        longest = longest.max(s.dim(0)?);
+    }
     let padded = sequences
         .iter()
         .map(|s| {
             let len = s.dim(0)?;
             if len == longest {
-                Ok(s.clone())
-            } else {
-                Ok(Tensor::cat(
-                    &[
-                        s.clone(),
-                        Tensor::zeros((longest - len, d), llm.dtype(), &Device::Cpu)?,
-                    ],
-                    0,
-                )?)
+                return Ok(s.clone());
             }
+            let pad = Tensor::zeros((longest - len, d), s.dtype(), &Device::Cpu)?;
+            Ok(Tensor::cat(&[s, &pad], 0)?)
         })
         .collect::<Result<Vec<_>>>()?;
     let hidden = llm.forward_embeds(&Tensor::stack(&padded, 0)?)?;
-    let flat = hidden.reshape((samples.len() * longest, d))?;
-    let index: Vec<u32> = rows
+    let flat = hidden.reshape((sequences.len() * longest, d))?;
+    let index: Vec<u32> = picks
         .iter()
         .map(|&(b, p)| (b * longest + p) as u32)
         .collect();
     let picked = flat.index_select(&Tensor::new(index.as_slice(), &Device::Cpu)?, 0)?;
     let logits = llm.logits(&picked)?.to_dtype(DType::F32)?;
-    let labels = Tensor::new(labels.as_slice(), &Device::Cpu)?;
+    let labels = Tensor::new(labels, &Device::Cpu)?;
     Ok(candle_nn::loss::cross_entropy(&logits, &labels)?)
 }
 

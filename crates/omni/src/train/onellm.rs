@@ -9,8 +9,9 @@
 
 use std::collections::BTreeMap;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::Tensor;
 
+use super::mllm::next_token_loss;
 use super::signals::Sample;
 use super::steps::Objective;
 use crate::modality::universal::{Modality, Signal};
@@ -68,8 +69,6 @@ fn batch_signal(m: Modality, samples: &[&Sample]) -> Result<Signal> {
 /// The mean next-token loss of `rows` of `data` (one micro-batch), differentiable in the
 /// stems and the UPM.
 pub fn batch_loss(model: &OneLlm, data: &OneLlmData, rows: &[usize]) -> Result<Tensor> {
-    let llm = model.llm();
-    let d = llm.config().hidden_size;
     let mut by_modality: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     for &r in rows {
         let row = data
@@ -105,38 +104,7 @@ pub fn batch_loss(model: &OneLlm, data: &OneLlmData, rows: &[usize]) -> Result<T
             sequences.push(sequence);
         }
     }
-    if labels.is_empty() {
-        return Err(Error::InvalidInput(
-            "the batch has no target tokens to learn".into(),
-        ));
-    }
-    let longest = sequences
-        .iter()
-        .map(|s| s.dim(0))
-        .collect::<candle_core::Result<Vec<_>>>()?;
-    let longest = longest.into_iter().max().unwrap_or(0);
-    let padded = sequences
-        .iter()
-        .map(|s| {
-            let len = s.dim(0)?;
-            if len == longest {
-                return Ok(s.clone());
-            }
-            let pad = Tensor::zeros((longest - len, d), s.dtype(), &Device::Cpu)?;
-            Ok(Tensor::cat(&[s, &pad], 0)?)
-        })
-        .collect::<Result<Vec<_>>>()?;
-    // Right padding: causal attention keeps it out of the real positions.
-    let hidden = llm.forward_embeds(&Tensor::stack(&padded, 0)?)?;
-    let flat = hidden.reshape((sequences.len() * longest, d))?;
-    let index: Vec<u32> = picks
-        .iter()
-        .map(|&(b, p)| (b * longest + p) as u32)
-        .collect();
-    let picked = flat.index_select(&Tensor::new(index.as_slice(), &Device::Cpu)?, 0)?;
-    let logits = llm.logits(&picked)?.to_dtype(DType::F32)?;
-    let labels = Tensor::new(labels.as_slice(), &Device::Cpu)?;
-    Ok(candle_nn::loss::cross_entropy(&logits, &labels)?)
+    next_token_loss(model.llm(), &sequences, &picks, &labels)
 }
 
 /// A OneLLM run's objective: training rows, and held-out rows whose loss is tracked.
