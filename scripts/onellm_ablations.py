@@ -12,7 +12,8 @@ the runs differ in one thing each:
               joint run sees (STEPS / 8 steps of the same batch size): Table 7a's
               "separate" projection modules.
 
-Prints a Markdown table of held-out accuracy per modality (and chance), and writes
+Prints a Markdown table of accuracy per modality (held-out combinations / new signals of
+seen combinations, and the chance of the former), and writes
 every run's JSON report to --out. Usage:
 
     python3 scripts/onellm_ablations.py --omni target/release/omni --out /tmp/ablations
@@ -93,18 +94,23 @@ def main() -> int:
                 text=True,
             )
             report.write_text(done.stdout)
-        results[name] = json.loads(report.read_text())["evaluation"]["modalities"]
+        results[name] = json.loads(report.read_text())["evaluation"]
 
     def cell(run, m):
-        s = results.get(run, {}).get(m)
-        return f"{100 * s['accuracy']:.0f}%" if s else "–"
+        ev = results.get(run, {})
+        held, seen = ev.get("modalities", {}).get(m), ev.get("seen_pairs", {}).get(m)
+        if not held:
+            return "–"
+        text = f"{100 * held['accuracy']:.0f}%"
+        return text + (f" / {100 * seen['accuracy']:.0f}%" if seen else "")
 
     cols = [r for r in ["joint", "1-expert", "constant"] if r in results]
     print("| modality | chance | " + " | ".join(cols) + " | separate UPM |")
     print("|---|---|" + "---|" * (len(cols) + 1))
     for m in MODALITIES:
         chance = next(
-            (r[m]["chance"] for r in results.values() if m in r), None
+            (r["modalities"][m]["chance"] for r in results.values() if m in r["modalities"]),
+            None,
         )
         chance = f"{100 * chance:.0f}%" if chance is not None else "–"
         row = [cell(c, m) for c in cols] + [cell(f"only-{m}", m)]

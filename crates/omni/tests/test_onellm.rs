@@ -393,3 +393,76 @@ fn video_frames_are_read_through_ffmpeg_evenly_spread() {
     assert!(err.contains("notes.mp4") && err.contains("ffmpeg"), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn whisper_audio_stem_reproduces_whisper_and_efficientnet_frames_train() {
+    let whisper = common::model_dir("whisper-tiny.en", "model.bin");
+    let smollm = common::model_dir("smollm2-135m-instruct", "SmolLM2-135M-Instruct.Q4_1.gguf");
+    let effnet = common::model_dir("efficientnet-lite0", "efficientnet-lite0-57934424.pth");
+    let (Some(whisper), Some(_), Some(_)) = (whisper, smollm, effnet) else {
+        return;
+    };
+    // The encoder's own audio input then its blocks are Whisper's encoder, exactly.
+    let universal =
+        omni::encoder::universal::UniversalEncoder::from_whisper(&whisper.join("model.bin"))
+            .unwrap();
+    let audio = universal
+        .audio()
+        .expect("a Whisper encoder has its audio input");
+    let mel = Tensor::randn(0f32, 1.0, (1, 80, 56), &Device::Cpu).unwrap();
+    let values = mel.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let tokens = audio.tokens(&values, 1, 56).unwrap();
+    assert_eq!(tokens.dims(), &[1, 28, universal.width()]);
+    let positions = audio.position_table(28).unwrap().narrow(0, 1, 28).unwrap();
+    let ours = universal
+        .forward(&tokens.broadcast_add(&positions).unwrap())
+        .unwrap();
+    let reference = omni::encoder::whisper::Whisper::load(&whisper).unwrap();
+    let diff = max_abs_diff(&ours, &reference.encoder.forward(&mel).unwrap());
+    assert!(diff <= TOLERANCE, "Whisper audio stem: {diff}");
+
+    let config: OneLlmConfig = serde_json::from_value(serde_json::json!({
+        "encoder": {"kind": "whisper", "model": "whisper-tiny.en"},
+        "stems": {"image_size": 64, "frame_stem": "efficientnet",
+                  "audio_mel_bins": 80, "audio_frames": 56, "audio_stem": "encoder",
+                  "imu_samples": 40, "points": 96, "point_centres": 24, "point_neighbours": 8,
+                  "point_distance_column": 0, "fmri_voxels": 40, "fmri_tokens": 8},
+        "upm": {"experts": 3, "layers": 1, "heads": 6, "queries": 4},
+        "llm": {"gguf": "smollm2-135m-instruct"}
+    }))
+    .unwrap();
+    let vars = candle_nn::VarMap::new();
+    let model = OneLlm::trainable(config.clone(), &vars, 0).unwrap();
+    let audio_signal = Signal {
+        modality: Modality::Audio,
+        data: values,
+        shape: vec![1, 80, 56],
+    };
+    assert_eq!(model.tokenize(&audio_signal).unwrap().dims(), &[1, 28, 384]);
+    assert_eq!(model.encode(&audio_signal).unwrap().dims(), &[1, 29, 384]);
+    let mut rng = rand::SeedableRng::seed_from_u64(2);
+    let clip =
+        omni::train::frames::video_clip(&mut rng, omni::train::datasets::Split::Train, 2, 64);
+    let video = Signal {
+        modality: Modality::Video,
+        data: clip.data,
+        shape: vec![1, 2, 3, 64, 64],
+    };
+    // 64 px at EfficientNet's stride 32: 2 × 2 tokens per frame.
+    assert_eq!(model.tokenize(&video).unwrap().dims(), &[2, 4, 384]);
+    let logits = model.logits(&video, &[vec![1, 2, 3]]).unwrap();
+    let grads = logits.sum_all().unwrap().backward().unwrap();
+    let vars = vars.data().lock().unwrap();
+    assert!(!vars.contains_key("conv1.audio.weight"));
+    let frame_conv = &vars["conv1.image.weight"];
+    assert_eq!(frame_conv.dims(), &[384, 1280, 1, 1]);
+    assert!(grads.get(frame_conv).is_some());
+    // A CLIP encoder embeds frames itself: asking for EfficientNet with it is refused.
+    let mut with_vit = config;
+    with_vit.encoder = omni::tasks::onellm::EncoderSource::OpenClip { heads: 2 };
+    with_vit.stems.audio_stem = omni::modality::universal::AudioStem::Patch;
+    let err = OneLlm::trainable_over(with_vit, &frozen_tensors(), &candle_nn::VarMap::new(), 0)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("frame_stem"), "{err}");
+}

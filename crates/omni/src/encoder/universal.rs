@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::encoder::clip::Activation;
@@ -47,12 +47,63 @@ impl VitInput {
     }
 }
 
+/// Whisper's own audio input: its frozen GELU convolutions (the second with stride 2) and
+/// sinusoidal positions.
+#[derive(Debug, Clone)]
+pub struct AudioInput {
+    /// (W, mel bins, 3) and (1, W, 1)
+    conv1: (Tensor, Tensor),
+    /// (W, W, 3) and (1, W, 1)
+    conv2: (Tensor, Tensor),
+    /// (context, W)
+    positions: Tensor,
+    pub mel_bins: usize,
+}
+
+impl AudioInput {
+    /// Tokens `(b, ⌈frames/2⌉, W)` of `b` log-mel maps `(b, mel bins, frames)` given as
+    /// row-major values, positions not yet added.
+    pub fn tokens(&self, mel: &[f32], b: usize, frames: usize) -> Result<Tensor> {
+        let context = self.positions.dim(0)?;
+        if frames > 2 * context {
+            return Err(Error::InvalidInput(format!(
+                "the Whisper audio stem takes at most {} frames, not {frames}",
+                2 * context
+            )));
+        }
+        let x = Tensor::from_vec(mel.to_vec(), (b, self.mel_bins, frames), &Device::Cpu)?;
+        let x = x
+            .conv1d(&self.conv1.0, 1, 1, 1, 1)?
+            .broadcast_add(&self.conv1.1)?;
+        let x = crate::encoder::ops::gelu(&x)?;
+        let x = x
+            .conv1d(&self.conv2.0, 1, 2, 1, 1)?
+            .broadcast_add(&self.conv2.1)?;
+        Ok(crate::encoder::ops::gelu(&x)?
+            .transpose(1, 2)?
+            .contiguous()?)
+    }
+
+    /// The position table `(1 + tokens, W)`: zeros for the class token, then Whisper's
+    /// sinusoids.
+    pub fn position_table(&self, tokens: usize) -> Result<Tensor> {
+        let w = self.positions.dim(1)?;
+        let class = Tensor::zeros((1, w), DType::F32, &Device::Cpu)?;
+        Ok(Tensor::cat(
+            &[&class, &self.positions.narrow(0, 0, tokens)?],
+            0,
+        )?)
+    }
+}
+
 /// The shared encoder: a pretrained transformer's blocks with their final LayerNorm.
 #[derive(Debug, Clone)]
 pub struct UniversalEncoder {
     /// A ViT's frame input and class token (CLIP); other encoders have neither, and the
     /// model learns them with the stems.
     vit: Option<VitInput>,
+    /// Whisper's audio input (Whisper encoders only).
+    audio: Option<AudioInput>,
     class_embedding: Option<Tensor>,
     ln_pre: Option<Norm>,
     encoder: Encoder,
@@ -156,8 +207,8 @@ impl UniversalEncoder {
     }
 
     /// The encoder of a CTranslate2 Whisper checkpoint (`model.bin`): its pre-LN blocks
-    /// (exact GELU) and final LayerNorm, without the convolutions and sinusoidal positions
-    /// that are specific to audio.
+    /// (exact GELU) and final LayerNorm, and apart from them its audio input (the
+    /// convolutions and sinusoidal positions), for audio alone.
     pub fn from_whisper(model_bin: &Path) -> Result<Self> {
         let file = Ct2File::open(model_bin)?;
         let c = WhisperConfig::from_ct2(&file)?;
@@ -191,8 +242,18 @@ impl UniversalEncoder {
             eps: 1e-5,
             act: Activation::Gelu,
         };
-        Self::build(renamed, dims, false, None, None)
-            .map_err(|e| Error::model_file(model_bin, e.to_string()))
+        let d = width;
+        let bias = |name: &str| get(name)?.reshape((1, d, 1)).map_err(Error::from);
+        let audio = AudioInput {
+            conv1: (get("encoder/conv1/weight")?, bias("encoder/conv1/bias")?),
+            conv2: (get("encoder/conv2/weight")?, bias("encoder/conv2/bias")?),
+            positions: get("encoder/position_encodings/encodings")?,
+            mel_bins: c.n_mels,
+        };
+        let mut encoder = Self::build(renamed, dims, false, None, None)
+            .map_err(|e| Error::model_file(model_bin, e.to_string()))?;
+        encoder.audio = Some(audio);
+        Ok(encoder)
     }
 
     fn build(
@@ -218,6 +279,7 @@ impl UniversalEncoder {
             build().map_err(|e| Error::InvalidInput(format!("universal encoder: {e}")))?;
         Ok(Self {
             vit,
+            audio: None,
             class_embedding,
             ln_pre,
             encoder,
@@ -233,6 +295,11 @@ impl UniversalEncoder {
     /// The ViT's frame input, if the encoder is a ViT.
     pub fn vit(&self) -> Option<&VitInput> {
         self.vit.as_ref()
+    }
+
+    /// The encoder's own audio input, if it has one (Whisper).
+    pub fn audio(&self) -> Option<&AudioInput> {
+        self.audio.as_ref()
     }
 
     /// The pretrained class token `(1, 1, W)`, if the encoder has one.

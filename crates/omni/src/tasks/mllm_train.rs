@@ -508,32 +508,26 @@ pub fn evaluate(
     })
 }
 
-/// Writes the model directory under a temporary name, then swaps it into place.
+/// Writes the model directory `dir` (projector, LoRA, info with the training report),
+/// replacing it whole.
 fn export(
     dir: &Path,
     model: &MultimodalLlm,
     recipe: &MllmRecipe,
     report: &MllmReport,
 ) -> Result<()> {
-    let parent = dir.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-    let tmp = parent.join(format!(".{}.tmp-{}", recipe.name, std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    model.projector().save(&tmp)?;
-    if let Some(lora) = model.lora() {
-        lora.save(&tmp)?;
-    }
-    let info = MllmInfo {
-        training: serde_json::json!({ "recipe": recipe, "evaluation": report }),
-        ..model.info().clone()
-    };
-    let text = serde_json::to_string_pretty(&info)
-        .map_err(|e| Error::InvalidInput(format!("cannot serialise the model info: {e}")))?;
-    let path = tmp.join(MllmInfo::FILE);
-    std::fs::write(&path, text + "\n").map_err(|e| Error::io(&path, e))?;
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    }
-    std::fs::rename(&tmp, dir).map_err(|e| Error::io(dir, e))
+    super::replace_dir(dir, |tmp| {
+        model.projector().save(tmp)?;
+        if let Some(lora) = model.lora() {
+            lora.save(tmp)?;
+        }
+        let info = MllmInfo {
+            training: serde_json::json!({ "recipe": recipe, "evaluation": report }),
+            ..model.info().clone()
+        };
+        let text = serde_json::to_string_pretty(&info)
+            .map_err(|e| Error::InvalidInput(format!("cannot serialise the model info: {e}")))?;
+        let path = tmp.join(MllmInfo::FILE);
+        std::fs::write(&path, text + "\n").map_err(|e| Error::io(&path, e))
+    })
 }

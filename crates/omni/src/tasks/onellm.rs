@@ -20,10 +20,13 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
+use crate::encoder::efficientnet::{EfficientNet, feature_tokens};
 use crate::encoder::universal::UniversalEncoder;
 use crate::llm::{Arch, DenseLlama, GgufFile, LlmConfig, LlmTokenizer, RopeStyle};
-use crate::modality::universal::{Modality, Signal, StemConfig, Stems};
+use crate::modality::image::{OPENAI_CLIP_MEAN, OPENAI_CLIP_STD};
+use crate::modality::universal::{AudioStem, FrameStem, Modality, Signal, StemConfig, Stems};
 use crate::projector::upm::{Upm, UpmConfig, swiglu_hidden};
+use crate::tasks::search_space::load_efficientnet;
 use crate::train::init::seeded_builder;
 use crate::{Error, Result};
 
@@ -114,6 +117,8 @@ pub struct OneLlm {
     stems: Stems,
     upm: Upm,
     llm: DenseLlama,
+    /// The frozen EfficientNet of `frame_stem = "efficientnet"`.
+    frame_net: Option<std::sync::Arc<EfficientNet>>,
     /// The decoder's tokenizer (from its GGUF; none for Meta-layout tensors).
     tokenizer: Option<std::sync::Arc<LlmTokenizer>>,
 }
@@ -201,6 +206,34 @@ impl OneLlm {
                 )
             }
         };
+        if config.stems.audio_stem == AudioStem::Encoder {
+            let bins = config.stems.audio_mel_bins;
+            match encoder.audio() {
+                Some(a) if a.mel_bins == bins => {}
+                Some(a) => {
+                    return Err(Error::InvalidInput(format!(
+                        "audio_stem = \"encoder\" reads {} mel bins, but the stems are set to {bins}",
+                        a.mel_bins
+                    )));
+                }
+                None => {
+                    return Err(Error::InvalidInput(
+                        "audio_stem = \"encoder\" needs a Whisper universal encoder".into(),
+                    ));
+                }
+            }
+        }
+        let frame_net = match config.stems.frame_stem {
+            FrameStem::Patch => None,
+            FrameStem::Efficientnet if encoder.vit().is_some() => {
+                return Err(Error::InvalidInput(
+                    "frame_stem = \"efficientnet\" is for encoders without a ViT; a ViT embeds \
+                     frames itself"
+                        .into(),
+                ));
+            }
+            FrameStem::Efficientnet => Some(std::sync::Arc::new(load_efficientnet()?)),
+        };
         let width = encoder.width();
         let stems = Stems::new(
             config.stems.clone(),
@@ -222,6 +255,7 @@ impl OneLlm {
             stems,
             upm,
             llm,
+            frame_net,
             tokenizer,
         })
     }
@@ -266,8 +300,25 @@ impl OneLlm {
     /// The stem's tokens `(B, L, W)` (frames: `(B·T, L, W)`), the input checked first.
     pub fn tokenize(&self, signal: &Signal) -> Result<Tensor> {
         let vit = self.encoder.vit();
-        signal.validate(&self.config.stems, self.stems.frame_size(vit))?;
-        self.stems.tokens(signal, vit)
+        let c = &self.config.stems;
+        signal.validate(c, self.stems.frame_size(vit))?;
+        match (signal.modality, self.encoder.audio(), &self.frame_net) {
+            (Modality::Audio, Some(audio), _) if c.audio_stem == AudioStem::Encoder => {
+                audio.tokens(&signal.data, signal.batch(), c.audio_frames)
+            }
+            (m, _, Some(net)) if m.is_visual() => {
+                let s = c.image_size;
+                let frames = signal.data.len() / (3 * s * s);
+                let pixels = Tensor::from_vec(
+                    clip_to_efficientnet(&signal.data, s * s),
+                    (frames, 3, s, s),
+                    &Device::Cpu,
+                )?;
+                let features = feature_tokens(&net.forward(&pixels)?.feature_map)?;
+                self.stems.frame_feature_tokens(&features)
+            }
+            _ => self.stems.tokens(signal, vit),
+        }
     }
 
     /// Universal-encoder features `(B, 1 + L, W)`: the class token and the stem's tokens
@@ -280,9 +331,17 @@ impl OneLlm {
             .encoder
             .class_embedding()
             .or(self.stems.class_embedding());
-        let positions = self
-            .stems
-            .positions(m)
+        let audio_positions = match (m, self.encoder.audio()) {
+            (Modality::Audio, Some(audio))
+                if self.config.stems.audio_stem == AudioStem::Encoder =>
+            {
+                Some(audio.position_table(l)?)
+            }
+            _ => None,
+        };
+        let positions = audio_positions
+            .as_ref()
+            .or(self.stems.positions(m))
             .or(self.encoder.vit().map(|v| &v.position_embedding));
         let (Some(class), Some(positions)) = (class, positions) else {
             return Err(Error::InvalidInput(format!(
@@ -396,6 +455,20 @@ impl OneLlm {
             .reshape((b * (t - prefix), d))?;
         Ok(self.llm.logits(&tail)?.reshape((b, t - prefix, ()))?)
     }
+}
+
+/// Frames normalised with CLIP's statistics (as the readers and the synthetic worlds give
+/// them) → EfficientNet-Lite's normalisation ((v − 127) / 128 on 0–255 values).
+fn clip_to_efficientnet(data: &[f32], plane: usize) -> Vec<f32> {
+    data.chunks_exact(plane)
+        .enumerate()
+        .flat_map(|(i, values)| {
+            let (mean, std) = (OPENAI_CLIP_MEAN[i % 3], OPENAI_CLIP_STD[i % 3]);
+            values
+                .iter()
+                .map(move |v| ((v * std + mean) * 255.0 - 127.0) / 128.0)
+        })
+        .collect()
 }
 
 /// The Meta-layout name of a GGUF-named LLaMA tensor.

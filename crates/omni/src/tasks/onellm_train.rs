@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::mllm_train::normalize_answer;
 use super::onellm::{EncoderSource, LlmSource, OneLlm, OneLlmConfig, prompt_tokens, target_tokens};
 use crate::modality::audio::MelExtractor;
-use crate::modality::universal::{Modality, Signal, StemConfig};
+use crate::modality::universal::{AudioStem, FrameStem, Modality, Signal, StemConfig};
 use crate::projector::upm::UpmConfig;
 use crate::train::Checkpoints;
 use crate::train::align::{set_vars, var_tensors};
@@ -110,10 +110,12 @@ impl Default for OneLlmRecipe {
                     model: "whisper-tiny.en".into(),
                 },
                 stems: StemConfig {
-                    image_size: 64,
+                    image_size: 224,
                     image_patch: 8,
+                    frame_stem: FrameStem::Efficientnet,
                     audio_mel_bins: 80,
-                    audio_frames: 200,
+                    audio_frames: 480,
+                    audio_stem: AudioStem::Encoder,
                     points: 1024,
                     point_centres: 64,
                     point_neighbours: 16,
@@ -215,7 +217,12 @@ pub struct ModalityScore {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OneLlmReport {
     pub stage: usize,
+    /// On the test split: every signal holds a combination training never showed.
     pub modalities: BTreeMap<String, ModalityScore>,
+    /// On new signals drawn like the training ones (seen combinations), after a question
+    /// stage: whether a modality is learned at all, apart from recombining.
+    #[serde(default)]
+    pub seen_pairs: BTreeMap<String, ModalityScore>,
     /// (modality, question, expected, answer) for a look.
     pub examples: Vec<(String, String, String, String)>,
     pub losses: Vec<f32>,
@@ -229,20 +236,28 @@ impl std::fmt::Display for OneLlmReport {
         if !self.modalities.is_empty() {
             writeln!(f, "modality   n   accuracy  chance   per kind")?;
         }
-        for (m, s) in &self.modalities {
-            let kinds: Vec<String> = s
-                .kinds
-                .iter()
-                .map(|(k, a)| format!("{k} {:.0}%", 100.0 * a))
-                .collect();
-            writeln!(
-                f,
-                "{m:<8} {:>4}   {:>6.1}%  {:>5.1}%   {}",
-                s.count,
-                100.0 * s.accuracy,
-                100.0 * s.chance,
-                kinds.join(", ")
-            )?;
+        for (title, scores) in [
+            ("held-out combinations", &self.modalities),
+            ("new signals, seen combinations", &self.seen_pairs),
+        ] {
+            if !scores.is_empty() {
+                writeln!(f, "{title}:")?;
+            }
+            for (m, s) in scores {
+                let kinds: Vec<String> = s
+                    .kinds
+                    .iter()
+                    .map(|(k, a)| format!("{k} {:.0}%", 100.0 * a))
+                    .collect();
+                writeln!(
+                    f,
+                    "{m:<8} {:>4}   {:>6.1}%  {:>5.1}%   {}",
+                    s.count,
+                    100.0 * s.accuracy,
+                    100.0 * s.chance,
+                    kinds.join(", ")
+                )?;
+            }
         }
         for (m, q, want, got) in &self.examples {
             writeln!(f, "  [{m}] {q} → {got:?} (expected {want:?})")?;
@@ -278,18 +293,18 @@ impl Worlds {
         })
     }
 
-    /// `n` signals of `m` for `split`, the same for the same seed.
+    /// `n` signals of `m` for `split` from random stream `stream`, the same for the same
+    /// seed.
     fn signals(
         &self,
         recipe: &OneLlmRecipe,
         m: Modality,
-        split: Split,
+        (split, stream): (Split, u64),
         n: usize,
         progress: &mut dyn FnMut(OneLlmProgress) -> bool,
     ) -> Result<Vec<ModalSample>> {
         let key = Modality::ALL.iter().position(|x| *x == m).unwrap_or(0) as u64;
-        let salt = if split == Split::Train { 0x7a } else { 0x7e };
-        let mut rng = StdRng::seed_from_u64(recipe.seed ^ (key << 8) ^ salt);
+        let mut rng = StdRng::seed_from_u64(recipe.seed ^ (key << 8) ^ stream);
         let c = &recipe.model.stems;
         let size = c.image_size;
         let wav = self.scratch.join("clip.wav");
@@ -355,6 +370,12 @@ fn rows(model: &OneLlm, signals: Vec<ModalSample>, task: StageTask) -> Result<On
     Ok(data)
 }
 
+/// The random streams of the training signals, the test split, and new signals drawn
+/// like the training ones.
+const TRAIN: (Split, u64) = (Split::Train, 0x7a);
+const TEST: (Split, u64) = (Split::Test, 0x7e);
+const FRESH: (Split, u64) = (Split::Train, 0x7b);
+
 /// Held-out rows whose loss a stage tracks, per modality.
 const HELD_OUT_LOSS_PER_MODALITY: usize = 4;
 
@@ -381,17 +402,15 @@ pub fn train_onellm(
         set_vars(&vars, weights)?;
     }
     let worlds = Worlds::new(recipe)?;
-    let mut train = Vec::new();
-    let mut test = Vec::new();
+    let (mut train, mut test, mut fresh) = (Vec::new(), Vec::new(), Vec::new());
+    let n_test = recipe.test_per_modality;
     for &m in &stage.modalities {
-        train.extend(worlds.signals(
-            recipe,
-            m,
-            Split::Train,
-            recipe.train_per_modality,
-            progress,
-        )?);
-        test.extend(worlds.signals(recipe, m, Split::Test, recipe.test_per_modality, progress)?);
+        let n_train = recipe.train_per_modality;
+        train.extend(worlds.signals(recipe, m, TRAIN, n_train, progress)?);
+        test.extend(worlds.signals(recipe, m, TEST, n_test, progress)?);
+        if stage.task == StageTask::Questions {
+            fresh.extend(worlds.signals(recipe, m, FRESH, n_test, progress)?);
+        }
     }
     let train = rows(&model, train, stage.task)?;
     let loss_signals: Vec<ModalSample> = stage
@@ -444,6 +463,7 @@ pub fn train_onellm(
     };
     let seconds_per_step = started.elapsed().as_secs_f64() / steps_run.max(1) as f64;
     let mut report = evaluate(&model, &test, stage.task, progress)?;
+    report.seen_pairs = evaluate(&model, &fresh, stage.task, progress)?.modalities;
     report.stage = n;
     report.losses = losses.train;
     report.eval_losses = losses.eval;
@@ -565,6 +585,7 @@ pub fn evaluate(
     Ok(OneLlmReport {
         stage: 0,
         modalities,
+        seen_pairs: BTreeMap::new(),
         examples,
         losses: Vec::new(),
         eval_losses: Vec::new(),
@@ -572,35 +593,28 @@ pub fn evaluate(
     })
 }
 
-/// Writes `config.json`, `model.safetensors` (the stems and the UPM) and the report into a
-/// temporary directory, then swaps it into place.
+/// Writes `config.json`, `model.safetensors` (the stems and the UPM) and the report into
+/// the model directory `dir`, replacing it whole.
 fn export(dir: &Path, recipe: &OneLlmRecipe, vars: &VarMap, report: &OneLlmReport) -> Result<()> {
-    let parent = dir.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-    let tmp = parent.join(format!(".{}.tmp-{}", recipe.name, std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    let json = |value: serde_json::Value, name: &str| -> Result<()> {
-        let text = serde_json::to_string_pretty(&value)
-            .map_err(|e| Error::InvalidInput(format!("cannot serialise {name}: {e}")))?;
-        let path = tmp.join(name);
-        std::fs::write(&path, text + "\n").map_err(|e| Error::io(&path, e))
-    };
-    json(
-        serde_json::to_value(&recipe.model).unwrap_or_default(),
-        "config.json",
-    )?;
-    json(
-        serde_json::json!({ "recipe": recipe, "evaluation": report }),
-        ONELLM_INFO,
-    )?;
-    let weights = tmp.join("model.safetensors");
-    candle_core::safetensors::save(&var_tensors(vars)?, &weights)
-        .map_err(|e| Error::model_file(&weights, e.to_string()))?;
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    }
-    std::fs::rename(&tmp, dir).map_err(|e| Error::io(dir, e))
+    super::replace_dir(dir, |tmp| {
+        let json = |value: serde_json::Value, name: &str| -> Result<()> {
+            let text = serde_json::to_string_pretty(&value)
+                .map_err(|e| Error::InvalidInput(format!("cannot serialise {name}: {e}")))?;
+            let path = tmp.join(name);
+            std::fs::write(&path, text + "\n").map_err(|e| Error::io(&path, e))
+        };
+        json(
+            serde_json::to_value(&recipe.model).unwrap_or_default(),
+            "config.json",
+        )?;
+        json(
+            serde_json::json!({ "recipe": recipe, "evaluation": report }),
+            ONELLM_INFO,
+        )?;
+        let weights = tmp.join("model.safetensors");
+        candle_core::safetensors::save(&var_tensors(vars)?, &weights)
+            .map_err(|e| Error::model_file(&weights, e.to_string()))
+    })
 }
 
 /// The directory of a trained OneLLM: a path holding `config.json`, or a model of the

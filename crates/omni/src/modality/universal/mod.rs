@@ -6,7 +6,8 @@
 //! |---|---|---|---|
 //! | image | (3, S, S) pixels | a ViT encoder's own patch convolution, else a trainable one (`conv1.image`) | (S/P)² |
 //! | video, depth, normal | (T, 3, S, S) frames | the same, per frame (averaged after the encoder) | (S/P)² |
-//! | audio | (mel bins, frames) log-mel map | 2-D conv, kernel 16, stride 10 | ⌊(m−16)/10+1⌋·⌊(f−16)/10+1⌋ |
+//! | frames, `frame_stem = "efficientnet"` | (T, 3, S, S) frames | frozen EfficientNet-Lite0, then a trainable 1×1 conv of its 1280 channels | (S/32)² |
+//! | audio | (mel bins, frames) log-mel map | 2-D conv, kernel 16, stride 10 (or a Whisper encoder's own frozen convolutions) | ⌊(m−16)/10+1⌋·⌊(f−16)/10+1⌋ (Whisper: ⌈f/2⌉) |
 //! | point | (N, 6) points | FPS centres, kNN groups, 1×1 conv, max over the group | centres |
 //! | IMU | (6, samples) accelerometer + gyroscope | 1-D conv, kernel 10, no bias | samples − 9 |
 //! | fMRI | (voxels) | linear to tokens × width, viewed as (width, tokens) | tokens |
@@ -100,6 +101,35 @@ impl std::str::FromStr for Modality {
     }
 }
 
+/// Where audio tokens come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AudioStem {
+    /// OneLLM's trainable 16×16 patch convolution of the log-mel map (`conv1.audio`).
+    #[default]
+    Patch,
+    /// The universal encoder's own pretrained audio input (a Whisper encoder's two GELU
+    /// convolutions and sinusoidal positions), frozen with the encoder.
+    Encoder,
+}
+
+/// Where frame tokens come from when the encoder is not a ViT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FrameStem {
+    /// A trainable patch convolution of the pixels (`conv1.image`, `(W, 3, P, P)`).
+    #[default]
+    Patch,
+    /// The feature map of a frozen pretrained EfficientNet-Lite0 (1280 channels at
+    /// stride 32) through a trainable 1×1 convolution (`conv1.image`, `(W, 1280, 1, 1)`):
+    /// an encoder pretrained on sound (Whisper) then gets visual features to work on.
+    Efficientnet,
+}
+
+/// Channels of the EfficientNet-Lite0 feature map and its stride.
+pub const EFFICIENTNET_CHANNELS: usize = 1280;
+pub const EFFICIENTNET_STRIDE: usize = 32;
+
 /// Sizes of the non-visual stems.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -108,9 +138,13 @@ pub struct StemConfig {
     /// patch embedding: side and patch size of the trainable one.
     pub image_size: usize,
     pub image_patch: usize,
+    /// The trainable frame stem: a patch convolution or EfficientNet features.
+    pub frame_stem: FrameStem,
     /// Audio: mel bins × frames of the log-mel map (OneLLM: 128 × 1024).
     pub audio_mel_bins: usize,
     pub audio_frames: usize,
+    /// The audio stem: OneLLM's patch convolution or the encoder's own (Whisper only).
+    pub audio_stem: AudioStem,
     /// Points per cloud, centres sampled, neighbours per centre (8192, 1024, 32).
     pub points: usize,
     pub point_centres: usize,
@@ -130,8 +164,10 @@ impl Default for StemConfig {
         Self {
             image_size: 224,
             image_patch: 14,
+            frame_stem: FrameStem::Patch,
             audio_mel_bins: 128,
             audio_frames: 1024,
+            audio_stem: AudioStem::Patch,
             points: 8192,
             point_centres: 1024,
             point_neighbours: 32,
@@ -159,10 +195,30 @@ impl StemConfig {
         (n(self.audio_mel_bins), n(self.audio_frames))
     }
 
+    /// Pixels per frame token along a side: the patch, or EfficientNet's stride.
+    pub fn frame_stride(&self) -> usize {
+        match self.frame_stem {
+            FrameStem::Patch => self.image_patch,
+            FrameStem::Efficientnet => EFFICIENTNET_STRIDE,
+        }
+    }
+
+    /// Input channels and kernel side of the trainable frame convolution.
+    fn frame_kernel(&self) -> (usize, usize) {
+        match self.frame_stem {
+            FrameStem::Patch => (3, self.image_patch),
+            FrameStem::Efficientnet => (EFFICIENTNET_CHANNELS, 1),
+        }
+    }
+
     /// Tokens a modality makes before the class token (frames: with the trainable patch
     /// embedding).
     pub fn tokens(&self, modality: Modality) -> Option<usize> {
         match modality {
+            // Whisper's second convolution: kernel 3, stride 2, padding 1.
+            Modality::Audio if self.audio_stem == AudioStem::Encoder => {
+                Some(self.audio_frames.div_ceil(2))
+            }
             Modality::Audio => {
                 let (f, t) = self.audio_grid();
                 Some(f * t)
@@ -170,7 +226,7 @@ impl StemConfig {
             Modality::Point => Some(self.point_centres),
             Modality::Imu => Some(self.imu_samples + 1 - IMU_KERNEL),
             Modality::Fmri => Some(self.fmri_tokens),
-            _ => Some((self.image_size / self.image_patch).pow(2)),
+            _ => Some((self.image_size / self.frame_stride()).pow(2)),
         }
     }
 }
@@ -241,14 +297,14 @@ impl Signal {
 pub struct Stems {
     config: StemConfig,
     width: usize,
-    /// (W, 3·P·P) and (W), frames' patch embedding without a ViT.
+    /// (W, 3·P·P) or (W, 1280) and (W), frames' embedding without a ViT.
     image: Option<(Tensor, Tensor)>,
     /// (1, 1, W), without a pretrained class token.
     class_embedding: Option<Tensor>,
     /// (1 + L, W) per modality with its own table (image: shared by every frame kind).
     positions: HashMap<Modality, Tensor>,
-    /// (W, 1·16·16) and (W)
-    audio: (Tensor, Tensor),
+    /// (W, 1·16·16) and (W); none when the encoder tokenizes audio itself.
+    audio: Option<(Tensor, Tensor)>,
     /// (W, 6) and (W)
     point: (Tensor, Tensor),
     /// (W, 6·10), no bias
@@ -297,11 +353,11 @@ impl Stems {
             mean: 0.0,
             stdev: 0.02,
         };
-        let p = config.image_patch;
+        let (channels, p) = config.frame_kernel();
         let image = match own_frames {
             true => Some((
-                weight(&image, &[width, 3, p, p])?,
-                bias(&image, width, 3 * p * p)?,
+                weight(&image, &[width, channels, p, p])?,
+                bias(&image, width, channels * p * p)?,
             )),
             false => None,
         };
@@ -310,12 +366,11 @@ impl Stems {
             false => None,
         };
         let mut positions = HashMap::new();
-        let mut owned = vec![
-            Modality::Audio,
-            Modality::Point,
-            Modality::Imu,
-            Modality::Fmri,
-        ];
+        let own_audio = config.audio_stem == AudioStem::Patch;
+        let mut owned = vec![Modality::Point, Modality::Imu, Modality::Fmri];
+        if own_audio {
+            owned.push(Modality::Audio);
+        }
         if own_frames {
             owned.push(Modality::Image);
         }
@@ -328,10 +383,13 @@ impl Stems {
             image,
             class_embedding,
             positions,
-            audio: (
-                weight(&audio, &[width, 1, k, k])?,
-                bias(&audio, width, k * k)?,
-            ),
+            audio: match own_audio {
+                true => Some((
+                    weight(&audio, &[width, 1, k, k])?,
+                    bias(&audio, width, k * k)?,
+                )),
+                false => None,
+            },
             point: (
                 weight(&point, &[width, POINT_CHANNELS, 1, 1])?,
                 bias(&point, width, POINT_CHANNELS)?,
@@ -365,9 +423,14 @@ impl Stems {
         let cpu = Device::Cpu;
         let tokens = match signal.modality {
             Modality::Audio => {
+                let Some((w, bias)) = &self.audio else {
+                    return Err(Error::InvalidInput(
+                        "audio goes through the encoder's own stem, not these stems".into(),
+                    ));
+                };
                 let (patches, l) = audio_patches(&signal.data, b, c);
                 let x = Tensor::from_vec(patches, (b * l, AUDIO_KERNEL * AUDIO_KERNEL), &cpu)?;
-                affine(&x, &self.audio.0, Some(&self.audio.1))?.reshape((b, l, self.width))?
+                affine(&x, w, Some(bias))?.reshape((b, l, self.width))?
             }
             Modality::Imu => {
                 let (patches, l) = imu_patches(&signal.data, b, c.imu_samples);
@@ -387,6 +450,11 @@ impl Stems {
                 let frames = signal.data.len() / (3 * s * s);
                 match (vit, &self.image) {
                     (Some(vit), _) => vit.patch_tokens(&signal.data, frames)?,
+                    (None, Some(_)) if c.frame_stem == FrameStem::Efficientnet => {
+                        return Err(Error::InvalidInput(
+                            "frames go through EfficientNet first: use frame_feature_tokens".into(),
+                        ));
+                    }
                     (None, Some((w, bias))) => {
                         let p = c.image_patch;
                         let (patches, l) = image_patches(&signal.data, frames, s, p);
@@ -404,6 +472,19 @@ impl Stems {
             }
         };
         Ok(tokens.contiguous()?)
+    }
+
+    /// Frame tokens `(N, L, W)` from EfficientNet feature tokens `(N, L, 1280)`, through
+    /// the trainable 1×1 convolution.
+    pub fn frame_feature_tokens(&self, features: &Tensor) -> Result<Tensor> {
+        let Some((w, bias)) = &self.image else {
+            return Err(Error::InvalidInput(
+                "these stems have no frame convolution".into(),
+            ));
+        };
+        let (n, l, c) = features.dims3()?;
+        let x = features.reshape((n * l, c))?;
+        Ok(affine(&x, w, Some(bias))?.reshape((n, l, self.width))?)
     }
 
     /// The learned class token `(1, 1, W)`, for an encoder without one.
@@ -466,16 +547,18 @@ impl Stems {
             out.push(("class_embedding".into(), cls.clone()));
         }
         if let Some((weight, bias)) = &self.image {
-            let p = self.config.image_patch;
-            out.push(("conv1.image.weight".into(), weight.reshape((w, 3, p, p))?));
+            let (channels, p) = self.config.frame_kernel();
+            out.push((
+                "conv1.image.weight".into(),
+                weight.reshape((w, channels, p, p))?,
+            ));
             out.push(("conv1.image.bias".into(), bias.clone()));
         }
+        if let Some((weight, bias)) = &self.audio {
+            out.push(("conv1.audio.weight".into(), weight.reshape((w, 1, k, k))?));
+            out.push(("conv1.audio.bias".into(), bias.clone()));
+        }
         out.extend([
-            (
-                "conv1.audio.weight".into(),
-                self.audio.0.reshape((w, 1, k, k))?,
-            ),
-            ("conv1.audio.bias".into(), self.audio.1.clone()),
             (
                 "conv1.point.conv1.weight".into(),
                 self.point.0.reshape((w, POINT_CHANNELS, 1, 1))?,
