@@ -14,6 +14,7 @@ use omni::tasks::onellm_train::{OneLlmProgress, OneLlmRecipe, train_onellm};
 use omni::tasks::text_embedding::DEFAULT_TEXT_MODEL;
 use omni::train::align::AlignConfig;
 use omni::train::datasets::Split;
+use omni::train::steps::StepProgress;
 
 /// `omni train` subcommands.
 #[derive(Debug, Subcommand)]
@@ -187,40 +188,41 @@ fn mllm(args: MllmArgs) -> anyhow::Result<()> {
     let start = Instant::now();
     let mut held_out = None;
     let result = train_mllm(&recipe, &mut |stage| {
-        let (key, len, pos, msg) = match stage {
-            MllmStage::Features { done, total } => ("encoding media", total, done, String::new()),
-            MllmStage::Train(p) => {
-                held_out = p.eval_loss.or(held_out);
-                (
-                    "training",
-                    p.steps,
-                    p.step,
-                    format!(
-                        "loss {:.4} grad norm {:.3} lr {:.2e}{}",
-                        p.loss,
-                        p.grad_norm,
-                        p.lr,
-                        held_out
-                            .map(|l| format!(" held-out loss {l:.4}"))
-                            .unwrap_or_default()
-                    ),
-                )
+        match stage {
+            MllmStage::Features { done, total } => {
+                bars.update("encoding media", total, done, String::new())
             }
-            MllmStage::Eval { done, total } => ("evaluating", total, done, String::new()),
-        };
-        bars.update(key, len, pos, msg);
+            MllmStage::Train(p) => bars.train_step(&p, &mut held_out),
+            MllmStage::Eval { done, total } => {
+                bars.update("evaluating", total, done, String::new())
+            }
+        }
         true
     });
     bars.finish();
     let (dir, report) = result?.context("the run stopped before the end; run again to resume")?;
-    if args.json {
+    let report = (report.to_string(), serde_json::to_value(&report)?);
+    print_run(args.json, &recipe.name, "", &dir, report, start)
+}
+
+/// Prints a finished run: its report, or with `json` one object with the model's name,
+/// directory, evaluation and wall time.
+fn print_run(
+    json: bool,
+    name: &str,
+    what: &str,
+    dir: &std::path::Path,
+    (report, evaluation): (String, serde_json::Value),
+    start: Instant,
+) -> anyhow::Result<()> {
+    if json {
         let out = serde_json::json!({
-            "model": recipe.name, "dir": dir, "evaluation": report,
+            "model": name, "dir": dir, "evaluation": evaluation,
             "seconds": start.elapsed().as_secs_f64(),
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!("saved {} in {}", recipe.name, dir.display());
+        println!("saved {name}{what} in {}", dir.display());
         print!("{report}");
     }
     Ok(())
@@ -251,19 +253,7 @@ fn onellm(args: OnellmArgs) -> anyhow::Result<()> {
                 done,
                 String::new(),
             ),
-            OneLlmProgress::Train(p) => {
-                held_out = p.eval_loss.or(held_out);
-                let msg = format!(
-                    "loss {:.4} grad norm {:.3} lr {:.2e}{}",
-                    p.loss,
-                    p.grad_norm,
-                    p.lr,
-                    held_out
-                        .map(|l| format!(" held-out loss {l:.4}"))
-                        .unwrap_or_default()
-                );
-                bars.update("training", p.steps, p.step, msg)
-            }
+            OneLlmProgress::Train(p) => bars.train_step(&p, &mut held_out),
             OneLlmProgress::Eval { done, total } => {
                 bars.update("evaluating", total, done, String::new())
             }
@@ -272,17 +262,9 @@ fn onellm(args: OnellmArgs) -> anyhow::Result<()> {
     });
     bars.finish();
     let (dir, report) = result?.context("the run stopped before the end; run again to resume")?;
-    if args.json {
-        let out = serde_json::json!({
-            "model": recipe.name, "dir": dir, "evaluation": report,
-            "seconds": start.elapsed().as_secs_f64(),
-        });
-        println!("{}", serde_json::to_string_pretty(&out)?);
-    } else {
-        println!("saved {} (stage {stage}) in {}", recipe.name, dir.display());
-        print!("{report}");
-    }
-    Ok(())
+    let what = format!(" (stage {stage})");
+    let report = (report.to_string(), serde_json::to_value(&report)?);
+    print_run(args.json, &recipe.name, &what, &dir, report, start)
 }
 
 /// One progress bar per stage: embedding each split, then training.
@@ -319,6 +301,22 @@ impl Bars {
         };
         self.update(&key, len, pos, msg);
         true
+    }
+
+    /// Shows a training step: loss, gradient norm, learning rate and the last held-out
+    /// loss (kept in `held_out` between the steps that measure it).
+    pub fn train_step(&self, p: &StepProgress, held_out: &mut Option<f32>) {
+        *held_out = p.eval_loss.or(*held_out);
+        let msg = format!(
+            "loss {:.4} grad norm {:.3} lr {:.2e}{}",
+            p.loss,
+            p.grad_norm,
+            p.lr,
+            held_out
+                .map(|l| format!(" held-out loss {l:.4}"))
+                .unwrap_or_default()
+        );
+        self.update("training", p.steps, p.step, msg);
     }
 
     /// Moves the bar of stage `key` (a new bar when the stage changes) to `pos` of `len`.
