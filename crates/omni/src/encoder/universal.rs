@@ -19,7 +19,7 @@ use candle_nn::VarBuilder;
 
 use crate::encoder::clip::Activation;
 use crate::encoder::clip::layers::{Encoder, EncoderDims};
-use crate::encoder::whisper::WhisperConfig;
+use crate::encoder::whisper::{ConvStem, Weights, WhisperConfig};
 use crate::formats::ct2::Ct2File;
 use crate::modality::universal::image_patches;
 use crate::projector::norm::Norm;
@@ -47,14 +47,10 @@ impl VitInput {
     }
 }
 
-/// Whisper's own audio input: its frozen GELU convolutions (the second with stride 2) and
-/// sinusoidal positions.
+/// Whisper's own audio input: its frozen convolution stem and sinusoidal positions.
 #[derive(Debug, Clone)]
 pub struct AudioInput {
-    /// (W, mel bins, 3) and (1, W, 1)
-    conv1: (Tensor, Tensor),
-    /// (W, W, 3) and (1, W, 1)
-    conv2: (Tensor, Tensor),
+    stem: ConvStem,
     /// (context, W)
     positions: Tensor,
     pub mel_bins: usize,
@@ -72,16 +68,7 @@ impl AudioInput {
             )));
         }
         let x = Tensor::from_vec(mel.to_vec(), (b, self.mel_bins, frames), &Device::Cpu)?;
-        let x = x
-            .conv1d(&self.conv1.0, 1, 1, 1, 1)?
-            .broadcast_add(&self.conv1.1)?;
-        let x = crate::encoder::ops::gelu(&x)?;
-        let x = x
-            .conv1d(&self.conv2.0, 1, 2, 1, 1)?
-            .broadcast_add(&self.conv2.1)?;
-        Ok(crate::encoder::ops::gelu(&x)?
-            .transpose(1, 2)?
-            .contiguous()?)
+        Ok(self.stem.forward(&x)?.contiguous()?)
     }
 
     /// The position table `(1 + tokens, W)`: zeros for the class token, then Whisper's
@@ -242,12 +229,17 @@ impl UniversalEncoder {
             eps: 1e-5,
             act: Activation::Gelu,
         };
-        let d = width;
-        let bias = |name: &str| get(name)?.reshape((1, d, 1)).map_err(Error::from);
+        let weights = Weights {
+            file: &file,
+            device: &cpu,
+            keep_f16: false,
+        };
         let audio = AudioInput {
-            conv1: (get("encoder/conv1/weight")?, bias("encoder/conv1/bias")?),
-            conv2: (get("encoder/conv2/weight")?, bias("encoder/conv2/bias")?),
-            positions: get("encoder/position_encodings/encodings")?,
+            stem: ConvStem::load(&weights, &c)?,
+            positions: weights.tensor(
+                "encoder/position_encodings/encodings",
+                &[c.n_audio_ctx, width],
+            )?,
             mel_bins: c.n_mels,
         };
         let mut encoder = Self::build(renamed, dims, false, None, None)

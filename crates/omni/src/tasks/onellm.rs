@@ -21,7 +21,7 @@ use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
 use crate::encoder::efficientnet::{EfficientNet, feature_tokens};
-use crate::encoder::universal::UniversalEncoder;
+use crate::encoder::universal::{AudioInput, UniversalEncoder};
 use crate::llm::{Arch, DenseLlama, GgufFile, LlmConfig, LlmTokenizer, RopeStyle};
 use crate::modality::image::{OPENAI_CLIP_MEAN, OPENAI_CLIP_STD};
 use crate::modality::universal::{AudioStem, FrameStem, Modality, Signal, StemConfig, Stems};
@@ -297,13 +297,21 @@ impl OneLlm {
         }
     }
 
+    /// The encoder's own audio input when the stems leave audio to it.
+    fn encoder_audio(&self) -> Option<&AudioInput> {
+        match self.config.stems.audio_stem {
+            AudioStem::Encoder => self.encoder.audio(),
+            AudioStem::Patch => None,
+        }
+    }
+
     /// The stem's tokens `(B, L, W)` (frames: `(B·T, L, W)`), the input checked first.
     pub fn tokenize(&self, signal: &Signal) -> Result<Tensor> {
         let vit = self.encoder.vit();
         let c = &self.config.stems;
         signal.validate(c, self.stems.frame_size(vit))?;
-        match (signal.modality, self.encoder.audio(), &self.frame_net) {
-            (Modality::Audio, Some(audio), _) if c.audio_stem == AudioStem::Encoder => {
+        match (signal.modality, self.encoder_audio(), &self.frame_net) {
+            (Modality::Audio, Some(audio), _) => {
                 audio.tokens(&signal.data, signal.batch(), c.audio_frames)
             }
             (m, _, Some(net)) if m.is_visual() => {
@@ -331,12 +339,8 @@ impl OneLlm {
             .encoder
             .class_embedding()
             .or(self.stems.class_embedding());
-        let audio_positions = match (m, self.encoder.audio()) {
-            (Modality::Audio, Some(audio))
-                if self.config.stems.audio_stem == AudioStem::Encoder =>
-            {
-                Some(audio.position_table(l)?)
-            }
+        let audio_positions = match (m, self.encoder_audio()) {
+            (Modality::Audio, Some(audio)) => Some(audio.position_table(l)?),
             _ => None,
         };
         let positions = audio_positions

@@ -17,13 +17,44 @@ struct EncoderLayer {
     ffn: FeedForward,
 }
 
-/// The audio encoder: log-mel windows → audio features.
+/// The encoder's input: two GELU convolutions (kernel 3, the second with stride 2) that
+/// turn log-mel frames into tokens at half the frame rate.
 #[derive(Debug, Clone)]
-pub struct AudioEncoder {
+pub struct ConvStem {
     conv1_w: Tensor,
     conv1_b: Tensor,
     conv2_w: Tensor,
     conv2_b: Tensor,
+}
+
+impl ConvStem {
+    pub(crate) fn load(w: &Weights, c: &WhisperConfig) -> Result<Self> {
+        let d = c.n_audio_state;
+        Ok(ConvStem {
+            conv1_w: w.tensor("encoder/conv1/weight", &[d, c.n_mels, 3])?,
+            conv1_b: w.tensor("encoder/conv1/bias", &[d])?.reshape((1, d, 1))?,
+            conv2_w: w.tensor("encoder/conv2/weight", &[d, d, 3])?,
+            conv2_b: w.tensor("encoder/conv2/bias", &[d])?.reshape((1, d, 1))?,
+        })
+    }
+
+    /// `mel`: `[b, n_mels, frames]` → tokens `[b, ⌈frames/2⌉, d]`, positions not added.
+    pub fn forward(&self, mel: &Tensor) -> Result<Tensor> {
+        let x = mel
+            .conv1d(&self.conv1_w, 1, 1, 1, 1)?
+            .broadcast_add(&self.conv1_b)?;
+        let x = ops::gelu(&x)?;
+        let x = x
+            .conv1d(&self.conv2_w, 1, 2, 1, 1)?
+            .broadcast_add(&self.conv2_b)?;
+        Ok(ops::gelu(&x)?.transpose(1, 2)?)
+    }
+}
+
+/// The audio encoder: log-mel windows → audio features.
+#[derive(Debug, Clone)]
+pub struct AudioEncoder {
+    stem: ConvStem,
     positions: Tensor,
     layers: Vec<EncoderLayer>,
     ln_post: LayerNorm,
@@ -49,10 +80,7 @@ impl AudioEncoder {
             })
             .collect::<Result<_>>()?;
         Ok(AudioEncoder {
-            conv1_w: w.tensor("encoder/conv1/weight", &[d, c.n_mels, 3])?,
-            conv1_b: w.tensor("encoder/conv1/bias", &[d])?.reshape((1, d, 1))?,
-            conv2_w: w.tensor("encoder/conv2/weight", &[d, d, 3])?,
-            conv2_b: w.tensor("encoder/conv2/bias", &[d])?.reshape((1, d, 1))?,
+            stem: ConvStem::load(w, c)?,
             positions: w.tensor("encoder/position_encodings/encodings", &[c.n_audio_ctx, d])?,
             layers,
             ln_post: w.layer_norm("encoder/layer_norm", d)?,
@@ -75,15 +103,7 @@ impl AudioEncoder {
                 mel.dims()
             )));
         }
-        let x = mel
-            .conv1d(&self.conv1_w, 1, 1, 1, 1)?
-            .broadcast_add(&self.conv1_b)?;
-        let x = ops::gelu(&x)?;
-        let x = x
-            .conv1d(&self.conv2_w, 1, 2, 1, 1)?
-            .broadcast_add(&self.conv2_b)?;
-        let x = ops::gelu(&x)?;
-        let x = x.transpose(1, 2)?; // [b, t, d]
+        let x = self.stem.forward(mel)?; // [b, t, d]
         let t = x.dim(1)?;
         self.blocks(&x.broadcast_add(&self.positions.narrow(0, 0, t)?)?)
     }

@@ -25,7 +25,8 @@ use candle_core::{Device, Tensor};
 pub use config::{Ct2WhisperConfig, WhisperConfig};
 pub use decoder::{DecoderState, TextDecoder};
 pub use decoding::{GenerateOptions, Generation, generate};
-pub use encoder::AudioEncoder;
+pub use encoder::{AudioEncoder, ConvStem};
+pub(crate) use layers::Weights;
 pub use segments::{
     Progress, Segment, Task, TranscribeOptions, TranscriptionInfo, compression_ratio,
 };
@@ -34,7 +35,6 @@ pub use tokenizer::WhisperTokenizer;
 use crate::formats::ct2::Ct2File;
 use crate::modality::audio::MelExtractor;
 use crate::{Error, Result};
-use layers::Weights;
 
 /// A loaded Whisper model with its tokenizer and feature extractor.
 #[derive(Debug)]
