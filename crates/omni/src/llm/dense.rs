@@ -5,16 +5,18 @@
 //! The same architecture as [`super::LlamaModel`] (which is the fast, quantized,
 //! inference-only path), here from dequantized GGUF weights or a Hugging Face
 //! safetensors checkpoint. Frozen weights go through [`matmul_t`], whose backward pass
-//! computes only the input's gradient.
+//! computes only the input's gradient; norms, rotary embeddings, the attention softmax
+//! and the gated FFN are fused ops with their own backward passes ([`crate::train::fused`]).
 //!
 //! Reference: HF transformers' `LlamaModel` / `Qwen2Model` (eager attention).
 
-use candle_core::{D, DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 
 use super::config::{LlmConfig, RopeStyle};
 use super::gguf::GgufFile;
 use super::lora::{LoraConfig, LoraWeights};
 use crate::train::frozen::matmul_t;
+use crate::train::fused::{attention_softmax, rms_norm, rope, silu_mul};
 use crate::{Error, Result};
 
 /// A linear layer of the decoder; trains only if its weight is a variable (or through
@@ -303,20 +305,42 @@ impl DenseLlama {
     /// and returns the final-normed hidden states `(batch, seq, hidden)`. Sequences may be
     /// right-padded: a position never attends to later ones.
     pub fn forward_embeds(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, t, d) = x.dims3()?;
+        self.run(x, None)
+    }
+
+    /// Runs the next input embeddings `(1, seq, hidden)` after the positions `cache` holds
+    /// (none at first), adds their keys and values to it and returns their final-normed
+    /// hidden states: decoding without recomputing the prefix. Constants only: no
+    /// gradients flow through the cache.
+    pub fn forward_cached(&self, x: &Tensor, cache: &mut DenseCache) -> Result<Tensor> {
+        if x.dim(0)? != 1 {
+            return Err(Error::InvalidInput(format!(
+                "cached decoding runs one sequence at a time, not {}",
+                x.dim(0)?
+            )));
+        }
+        self.run(&x.detach(), Some(cache))
+    }
+
+    fn run(&self, x: &Tensor, mut cache: Option<&mut DenseCache>) -> Result<Tensor> {
+        let (_, t, d) = x.dims3()?;
         if d != self.config.hidden_size {
             return Err(Error::InvalidInput(format!(
                 "embeddings of width {d} given to a model of width {}",
                 self.config.hidden_size
             )));
         }
-        let (cos, sin) = self.rope_tables(t)?;
-        let mask = causal_mask(t, self.dtype)?;
+        let start = cache.as_ref().map_or(0, |c| c.len);
+        let (cos, sin) = self.rope_tables(start, t)?;
         let mut x = x.to_dtype(self.dtype)?;
-        for block in &self.blocks {
-            x = self.block(block, &x, b, t, &cos, &sin, &mask)?;
+        for (i, block) in self.blocks.iter().enumerate() {
+            let past = cache.as_deref_mut().map(|c| c.layer(i));
+            x = self.block(block, &x, &cos, &sin, past)?;
         }
-        rms_norm(&x, &self.norm, self.config.rms_eps)
+        if let Some(c) = cache {
+            c.len += t;
+        }
+        rms_norm(&x, &self.norm, self.config.rms_eps as f64)
     }
 
     /// Next-token logits `(n, vocab)` of hidden states `(n, hidden)`.
@@ -329,55 +353,53 @@ impl DenseLlama {
         head.forward(hidden)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// One decoder layer over `x` (b, t, hidden); with `past`, the keys and values of the
+    /// earlier positions, which the new ones are appended to.
     fn block(
         &self,
         w: &DenseBlock,
         x: &Tensor,
-        b: usize,
-        t: usize,
         cos: &Tensor,
         sin: &Tensor,
-        mask: &Tensor,
+        past: Option<&mut Option<(Tensor, Tensor)>>,
     ) -> Result<Tensor> {
         let c = &self.config;
+        let (b, t, _) = x.dims3()?;
         let (nh, nkv, hd) = (c.n_head, c.n_kv_head, c.head_dim);
-        let n = rms_norm(x, &w.attn_norm, c.rms_eps)?;
+        let n = rms_norm(x, &w.attn_norm, c.rms_eps as f64)?;
         let heads = |y: Tensor, count: usize| -> Result<Tensor> {
             Ok(y.reshape((b, t, count, hd))?
                 .transpose(1, 2)?
                 .contiguous()?)
         };
-        let q = heads(w.q.forward(&n)?, nh)?;
-        let k = heads(w.k.forward(&n)?, nkv)?;
-        let v = heads(w.v.forward(&n)?, nkv)?;
-        let (q, k) = match c.rope_style {
-            RopeStyle::Neox => (
-                candle_nn::rotary_emb::rope_slow(&q, cos, sin)?,
-                candle_nn::rotary_emb::rope_slow(&k, cos, sin)?,
-            ),
-            RopeStyle::Interleaved => (
-                candle_nn::rotary_emb::rope_i_slow(&q, cos, sin)?,
-                candle_nn::rotary_emb::rope_i_slow(&k, cos, sin)?,
-            ),
-        };
+        let interleaved = c.rope_style == RopeStyle::Interleaved;
+        let q = rope(&heads(w.q.forward(&n)?, nh)?, cos, sin, interleaved)?;
+        let mut k = rope(&heads(w.k.forward(&n)?, nkv)?, cos, sin, interleaved)?;
+        let mut v = heads(w.v.forward(&n)?, nkv)?;
+        if let Some(past) = past {
+            if let Some((pk, pv)) = past.take() {
+                k = Tensor::cat(&[&pk, &k], 2)?;
+                v = Tensor::cat(&[&pv, &v], 2)?;
+            }
+            *past = Some((k.clone(), v.clone()));
+        }
         let (k, v) = (repeat_kv(&k, nh / nkv)?, repeat_kv(&v, nh / nkv)?);
-        let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?.broadcast_add(mask)?;
-        let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let probs = attention_softmax(&q.matmul(&k.t()?)?, scale, true)?;
         let attn = probs
             .matmul(&v)?
             .transpose(1, 2)?
             .reshape((b, t, nh * hd))?;
         let x = (x + w.o.forward(&attn)?)?;
-        let n = rms_norm(&x, &w.ffn_norm, c.rms_eps)?;
-        let ffn = (candle_nn::ops::silu(&w.gate.forward(&n)?)? * w.up.forward(&n)?)?;
+        let n = rms_norm(&x, &w.ffn_norm, c.rms_eps as f64)?;
+        let ffn = silu_mul(&w.gate.forward(&n)?, &w.up.forward(&n)?)?;
         Ok((&x + w.down.forward(&ffn)?)?)
     }
 
-    /// cos and sin of positions `0..t`: `(t, rope_dim / 2)` each.
-    fn rope_tables(&self, t: usize) -> Result<(Tensor, Tensor)> {
+    /// cos and sin of positions `start..start + t`: `(t, rope_dim / 2)` each.
+    fn rope_tables(&self, start: usize, t: usize) -> Result<(Tensor, Tensor)> {
         let pairs = self.inv_freq.len();
-        let angles: Vec<f64> = (0..t)
+        let angles: Vec<f64> = (start..start + t)
             .flat_map(|p| self.inv_freq.iter().map(move |f| p as f64 * f))
             .collect();
         let table = |f: fn(f64) -> f64| -> Result<Tensor> {
@@ -385,6 +407,33 @@ impl DenseLlama {
             Ok(Tensor::from_vec(values, (t, pairs), &Device::Cpu)?.to_dtype(self.dtype)?)
         };
         Ok((table(f64::cos)?, table(f64::sin)?))
+    }
+}
+
+/// The keys and values a [`DenseLlama`] has computed, per layer, for
+/// [`DenseLlama::forward_cached`].
+#[derive(Debug, Default)]
+pub struct DenseCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+    len: usize,
+}
+
+impl DenseCache {
+    /// The positions held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no position is held yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn layer(&mut self, i: usize) -> &mut Option<(Tensor, Tensor)> {
+        if self.layers.len() <= i {
+            self.layers.resize(i + 1, None);
+        }
+        &mut self.layers[i]
     }
 }
 
@@ -435,13 +484,6 @@ fn dense_linear(
     })
 }
 
-/// `x / sqrt(mean(x²) + eps) · w` over the last dimension (differentiable).
-pub(crate) fn rms_norm(x: &Tensor, w: &Tensor, eps: f32) -> Result<Tensor> {
-    let mean = x.sqr()?.mean_keepdim(D::Minus1)?;
-    Ok(x.broadcast_div(&(mean + eps as f64)?.sqrt()?)?
-        .broadcast_mul(w)?)
-}
-
 /// `(b, kv_heads, t, hd)` → `(b, kv_heads · n, t, hd)`, each head repeated `n` times.
 fn repeat_kv(x: &Tensor, n: usize) -> Result<Tensor> {
     if n == 1 {
@@ -451,14 +493,6 @@ fn repeat_kv(x: &Tensor, n: usize) -> Result<Tensor> {
     Ok(x.unsqueeze(2)?
         .broadcast_as((b, kvh, n, t, hd))?
         .reshape((b, kvh * n, t, hd))?)
-}
-
-/// `(t, t)`: 0 on and below the diagonal, −∞ above.
-fn causal_mask(t: usize, dtype: DType) -> Result<Tensor> {
-    let values: Vec<f32> = (0..t)
-        .flat_map(|i| (0..t).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
-        .collect();
-    Ok(Tensor::from_vec(values, (t, t), &Device::Cpu)?.to_dtype(dtype)?)
 }
 
 #[cfg(test)]
@@ -486,6 +520,13 @@ pub(crate) mod test_support {
             qkv_bias: true,
             tied_embeddings: true,
         }
+    }
+
+    /// The largest absolute difference between two f64 tensors of one shape.
+    pub(crate) fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+        (a - b)
+            .and_then(|d| d.abs()?.max_all()?.to_scalar::<f64>())
+            .unwrap()
     }
 
     /// Deterministic values in (-0.5, 0.5) (an LCG: no dependence on rand's versions).
@@ -536,7 +577,7 @@ pub(crate) mod test_support {
 mod tests {
     use candle_core::Var;
 
-    use super::test_support::{tiny_model, values};
+    use super::test_support::{max_abs_diff, tiny_model, values};
     use super::*;
 
     /// Cross-entropy of the next tokens at some positions, as training uses it.
@@ -624,20 +665,39 @@ mod tests {
     }
 
     #[test]
+    fn cached_decoding_equals_the_full_forward_pass() {
+        for style in [RopeStyle::Neox, RopeStyle::Interleaved] {
+            let model = tiny_model(style);
+            let mut seed = 11;
+            let x = Tensor::from_vec(values(6 * 8, &mut seed), (1, 6, 8), &Device::Cpu).unwrap();
+            let full = model.forward_embeds(&x).unwrap();
+            let mut cache = DenseCache::default();
+            let mut parts = vec![
+                model
+                    .forward_cached(&x.narrow(1, 0, 3).unwrap(), &mut cache)
+                    .unwrap(),
+            ];
+            for p in 3..6 {
+                parts.push(
+                    model
+                        .forward_cached(&x.narrow(1, p, 1).unwrap(), &mut cache)
+                        .unwrap(),
+                );
+            }
+            assert_eq!(cache.len(), 6);
+            let diff = max_abs_diff(&full, &Tensor::cat(&parts, 1).unwrap());
+            assert!(diff < 1e-12, "{diff}");
+        }
+    }
+
+    #[test]
     fn right_padding_does_not_change_earlier_positions() {
         let model = tiny_model(RopeStyle::Interleaved);
         let mut seed = 9;
         let x = Tensor::from_vec(values(6 * 8, &mut seed), (1, 6, 8), &Device::Cpu).unwrap();
         let full = model.forward_embeds(&x).unwrap();
         let short = model.forward_embeds(&x.narrow(1, 0, 4).unwrap()).unwrap();
-        let diff = (full.narrow(1, 0, 4).unwrap() - short)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f64>()
-            .unwrap();
+        let diff = max_abs_diff(&full.narrow(1, 0, 4).unwrap(), &short);
         assert!(diff < 1e-12, "{diff}");
     }
 }

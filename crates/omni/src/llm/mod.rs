@@ -35,7 +35,7 @@ use candle_core::{DType, Device, Tensor};
 
 pub use chat_template::{ChatTemplate, Message, processor_chat_template};
 pub use config::{Arch, LlmConfig, RopeStyle, SUPPORTED_ARCHITECTURES};
-pub use dense::DenseLlama;
+pub use dense::{DenseCache, DenseLlama};
 pub use generate::{
     Decoding, FinishReason, GenerateOptions, Generation, GenerationStats, decode, generate, prefill,
 };

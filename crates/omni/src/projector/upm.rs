@@ -22,8 +22,8 @@ use candle_nn::{Linear, VarBuilder, linear, linear_no_bias};
 use serde::{Deserialize, Serialize};
 
 use super::norm::Norm;
-use crate::llm::dense::rms_norm;
 use crate::modality::universal::Modality;
+use crate::train::fused::{attention_softmax, rms_norm, silu_mul};
 
 /// Sizes of the module.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -77,7 +77,7 @@ struct ExpertBlock {
     w2: Linear,
     w3: Linear,
     heads: usize,
-    eps: f32,
+    eps: f64,
 }
 
 impl ExpertBlock {
@@ -97,7 +97,7 @@ impl ExpertBlock {
             w2: linear_no_bias(hidden, width, ff.pp("w2"))?,
             w3: linear_no_bias(width, hidden, ff.pp("w3"))?,
             heads: c.heads,
-            eps: c.norm_eps as f32,
+            eps: c.norm_eps,
         })
     }
 
@@ -110,14 +110,16 @@ impl ExpertBlock {
                 .transpose(1, 2)?
                 .contiguous()
         };
-        let q = (split(self.wq.forward(&n)?)? * (hd as f64).powf(-0.5))?;
+        let q = split(self.wq.forward(&n)?)?;
         let k = split(self.wk.forward(&n)?)?;
         let v = split(self.wv.forward(&n)?)?;
-        let probs = candle_nn::ops::softmax(&q.matmul(&k.t()?)?, D::Minus1)?;
+        let probs = attention_softmax(&q.matmul(&k.t()?)?, (hd as f64).powf(-0.5), false)
+            .map_err(candle_core::Error::wrap)?;
         let attn = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, l, w))?;
         let h = (x + self.wo.forward(&attn)?)?;
         let n = rms_norm(&h, &self.ffn_norm, self.eps).map_err(candle_core::Error::wrap)?;
-        let gated = (candle_nn::ops::silu(&self.w1.forward(&n)?)? * self.w3.forward(&n)?)?;
+        let gated = silu_mul(&self.w1.forward(&n)?, &self.w3.forward(&n)?)
+            .map_err(candle_core::Error::wrap)?;
         &h + self.w2.forward(&gated)?
     }
 }

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::encoder::efficientnet::{EfficientNet, feature_tokens};
 use crate::encoder::universal::{AudioInput, UniversalEncoder};
-use crate::llm::{Arch, DenseLlama, GgufFile, LlmConfig, LlmTokenizer, RopeStyle};
+use crate::llm::{Arch, DenseCache, DenseLlama, GgufFile, LlmConfig, LlmTokenizer, RopeStyle};
 use crate::modality::image::{OPENAI_CLIP_MEAN, OPENAI_CLIP_STD};
 use crate::modality::universal::{AudioStem, FrameStem, Modality, Signal, StemConfig, Stems};
 use crate::projector::upm::{Upm, UpmConfig, swiglu_hidden};
@@ -428,20 +428,22 @@ impl OneLlm {
                     signal.batch()
                 )));
             }
-            inputs.push((m, self.project(m, &self.encode(signal)?)?.get(0)?));
+            inputs.push((m, self.project(m, &self.encode(signal)?)?.get(0)?.detach()));
         }
-        let mut x = self.mixed_sequence(&inputs, &prompt_tokens(tokenizer, prompt)?)?;
+        let x = self.mixed_sequence(&inputs, &prompt_tokens(tokenizer, prompt)?)?;
+        let mut cache = DenseCache::default();
+        let mut hidden = self.llm.forward_cached(&x.unsqueeze(0)?, &mut cache)?;
         let mut out = Vec::new();
         for _ in 0..max_tokens {
-            let hidden = self.llm.forward_embeds(&x.unsqueeze(0)?)?;
-            let last = hidden.get(0)?.get(x.dim(0)? - 1)?.unsqueeze(0)?;
+            let last = hidden.get(0)?.get(hidden.dim(1)? - 1)?.unsqueeze(0)?;
             let logits: Vec<f32> = self.llm.logits(&last)?.flatten_all()?.to_vec1()?;
             let next = crate::llm::argmax(&logits);
             if tokenizer.is_eog(next) || tokenizer.decode(&[next]).contains('\n') {
                 break;
             }
             out.push(next);
-            x = Tensor::cat(&[&x, &self.llm.embed_tokens(&[next])?], 0)?;
+            let x = self.llm.embed_tokens(&[next])?.unsqueeze(0)?;
+            hidden = self.llm.forward_cached(&x, &mut cache)?;
         }
         Ok(tokenizer.decode(&out).trim().to_string())
     }

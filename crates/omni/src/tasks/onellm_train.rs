@@ -144,7 +144,7 @@ impl Default for OneLlmRecipe {
                 captions(&[Image, Audio, Video, Point], 60),
                 captions(&Modality::ALL, 80),
                 OneLlmStage {
-                    steps: 300,
+                    steps: 600,
                     ..OneLlmStage::default()
                 },
             ],

@@ -8,6 +8,7 @@ pub mod contrastive;
 pub mod datasets;
 pub mod frames;
 pub(crate) mod frozen;
+pub(crate) mod fused;
 pub mod init;
 pub mod manifest;
 pub mod mllm;
