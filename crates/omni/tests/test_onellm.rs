@@ -466,3 +466,82 @@ fn whisper_audio_stem_reproduces_whisper_and_efficientnet_frames_train() {
         .to_string();
     assert!(err.contains("frame_stem"), "{err}");
 }
+
+#[test]
+fn written_world_signals_read_back_as_the_signals_training_draws() {
+    use omni::tasks::onellm_data::{world_signals, write_onellm_data};
+    use omni::tasks::onellm_train::{OneLlmRecipe, read_signal};
+    use omni::train::datasets::Split;
+    use omni::train::synth::SynthSizes;
+    for (program, package) in [("ffmpeg", "ffmpeg"), ("espeak-ng", "espeak-ng")] {
+        if std::process::Command::new(program)
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            common::absent(&format!("{program} (Debian: apt-get install {package})"));
+            return;
+        }
+    }
+    let model = model();
+    let mut recipe = OneLlmRecipe {
+        model: model.config().clone(),
+        video_frames: 4,
+        ..OneLlmRecipe::default()
+    };
+    recipe.model.stems.image_size = *model.input_shape(Modality::Image, 1).last().unwrap();
+    let dir = common::temp_dir("onellm-data");
+    let sizes = SynthSizes { train: 0, test: 2 };
+    let report = write_onellm_data(&dir, &recipe, sizes, &mut || {}).unwrap();
+    assert_eq!(report.test_records, 16);
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("test.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for m in Modality::ALL {
+        let samples = world_signals(&recipe, m, Split::Test, 2).unwrap();
+        let written: Vec<&serde_json::Value> = records
+            .iter()
+            .filter(|r| r["modality"] == m.name())
+            .collect();
+        assert_eq!(written.len(), 2, "{}", m.name());
+        for (sample, record) in samples.iter().zip(written) {
+            assert_eq!(record["caption"], sample.caption.as_str());
+            let file = |option: &str| dir.join(record["files"][option].as_str().unwrap());
+            let (path, photo) = match m {
+                Modality::Rgbd => (file("depth"), Some(file("image"))),
+                Modality::Rgbn => (file("normal"), Some(file("image"))),
+                _ => (file(m.name()), None),
+            };
+            let read = read_signal(model, m, &path, photo.as_deref(), 4).unwrap();
+            assert_eq!(read.data.len(), sample.data.len(), "{}", m.name());
+            let diffs: Vec<f32> = read
+                .data
+                .iter()
+                .zip(&sample.data)
+                .map(|(a, b)| (a - b).abs())
+                .collect();
+            let max = diffs.iter().cloned().fold(0f32, f32::max);
+            let mean = diffs.iter().sum::<f32>() / diffs.len() as f32;
+            eprintln!("{:6} max {max:.2e} mean {mean:.2e}", m.name());
+            match m {
+                // Exactly the numbers (text and .npy keep every bit; the WAV is the clip).
+                Modality::Point | Modality::Imu | Modality::Fmri | Modality::Audio => {
+                    assert!(max <= 1e-5, "{} differs by {max}", m.name())
+                }
+                // 8-bit pixels: half a level over CLIP's standard deviation.
+                Modality::Image | Modality::Rgbn => assert!(max <= 0.01, "{} {max}", m.name()),
+                // The depth reader scales a map to its maximum (the nearer shape's 0.9 → 1).
+                Modality::Rgbd => {
+                    let photo = diffs.len() / 2;
+                    let photo_max = diffs[..photo].iter().cloned().fold(0f32, f32::max);
+                    assert!(photo_max <= 0.01 && max <= 0.5, "{photo_max} {max}");
+                }
+                // H.264 in 4:2:0: colour edges blur.
+                Modality::Video => assert!(mean <= 0.1, "video frames differ by {mean} on average"),
+            }
+        }
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}

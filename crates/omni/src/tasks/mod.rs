@@ -14,6 +14,7 @@ pub mod llava;
 pub mod mllm;
 pub mod mllm_train;
 pub mod onellm;
+pub mod onellm_data;
 pub mod onellm_train;
 pub mod search_space;
 pub mod speak;

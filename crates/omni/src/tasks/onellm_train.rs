@@ -10,22 +10,19 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use candle_nn::VarMap;
-use rand::SeedableRng;
-use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
 use super::mllm_train::normalize_answer;
 use super::onellm::{EncoderSource, LlmSource, OneLlm, OneLlmConfig, prompt_tokens, target_tokens};
+use super::onellm_data::{FRESH, TEST, TRAIN, Worlds};
 use crate::modality::audio::MelExtractor;
 use crate::modality::universal::{AudioStem, FrameStem, Modality, Signal, StemConfig};
 use crate::projector::upm::UpmConfig;
 use crate::train::Checkpoints;
 use crate::train::align::{set_vars, var_tensors};
-use crate::train::datasets::Split;
+use crate::train::frames;
 use crate::train::onellm::{ModalSample, OneLlmData, OneLlmObjective, TextTarget};
-use crate::train::signals::Brain;
 use crate::train::steps::{StepProgress, StepSettings, run_steps};
-use crate::train::{frames, signals, synth};
 use crate::{Error, Result};
 
 /// What a stage learns from its signals.
@@ -275,75 +272,6 @@ impl std::fmt::Display for OneLlmReport {
 /// The file a trained model's report and recipe are kept in, next to `config.json`.
 pub const ONELLM_INFO: &str = "onellm.json";
 
-/// The signals of the synthetic worlds, by modality, for one split.
-struct Worlds {
-    brain: Brain,
-    mel: MelExtractor,
-    scratch: PathBuf,
-}
-
-impl Worlds {
-    fn new(recipe: &OneLlmRecipe) -> Result<Self> {
-        let scratch = std::env::temp_dir().join(format!("omni-onellm-{}", std::process::id()));
-        std::fs::create_dir_all(&scratch).map_err(|e| Error::io(&scratch, e))?;
-        Ok(Self {
-            brain: Brain::new(recipe.seed ^ 0xb2a1, recipe.model.stems.fmri_voxels),
-            mel: MelExtractor::new(recipe.model.stems.audio_mel_bins),
-            scratch,
-        })
-    }
-
-    /// `n` signals of `m` for `split` from random stream `stream`, the same for the same
-    /// seed.
-    fn signals(
-        &self,
-        recipe: &OneLlmRecipe,
-        m: Modality,
-        (split, stream): (Split, u64),
-        n: usize,
-        progress: &mut dyn FnMut(OneLlmProgress) -> bool,
-    ) -> Result<Vec<ModalSample>> {
-        let key = Modality::ALL.iter().position(|x| *x == m).unwrap_or(0) as u64;
-        let mut rng = StdRng::seed_from_u64(recipe.seed ^ (key << 8) ^ stream);
-        let c = &recipe.model.stems;
-        let size = c.image_size;
-        let wav = self.scratch.join("clip.wav");
-        (0..n)
-            .map(|i| {
-                let sample = match m {
-                    Modality::Image => frames::scene_image(&mut rng, split, size),
-                    Modality::Video => {
-                        frames::video_clip(&mut rng, split, recipe.video_frames, size)
-                    }
-                    Modality::Rgbd => frames::depth_scene(&mut rng, split, size),
-                    Modality::Rgbn => frames::normal_scene(&mut rng, split, size),
-                    Modality::Audio => {
-                        synth::spoken_sentence(&mut rng, split, &self.mel, c.audio_frames, &wav)?
-                    }
-                    Modality::Point => signals::point_cloud(&mut rng, split, c.points),
-                    Modality::Imu => signals::imu_window(&mut rng, split, c.imu_samples),
-                    Modality::Fmri => self.brain.response(&mut rng, split),
-                };
-                progress(OneLlmProgress::Data {
-                    modality: m,
-                    done: i + 1,
-                    total: n,
-                });
-                Ok(ModalSample {
-                    modality: m,
-                    sample,
-                })
-            })
-            .collect()
-    }
-}
-
-impl Drop for Worlds {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.scratch);
-    }
-}
-
 /// Training rows of `signals`: one caption each, or one row per question.
 fn rows(model: &OneLlm, signals: Vec<ModalSample>, task: StageTask) -> Result<OneLlmData> {
     let tokenizer = model.tokenizer()?;
@@ -369,12 +297,6 @@ fn rows(model: &OneLlm, signals: Vec<ModalSample>, task: StageTask) -> Result<On
     data.signals = signals;
     Ok(data)
 }
-
-/// The random streams of the training signals, the test split, and new signals drawn
-/// like the training ones.
-const TRAIN: (Split, u64) = (Split::Train, 0x7a);
-const TEST: (Split, u64) = (Split::Test, 0x7e);
-const FRESH: (Split, u64) = (Split::Train, 0x7b);
 
 /// Held-out rows whose loss a stage tracks, per modality.
 const HELD_OUT_LOSS_PER_MODALITY: usize = 4;

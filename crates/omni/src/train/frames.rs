@@ -56,6 +56,20 @@ pub fn picture_frame(picture: &image::RgbImage, size: usize) -> Vec<f32> {
     data
 }
 
+/// One frame `(3, S, S)` of these worlds back as a picture (the inverse of
+/// [`picture_frame`] at the same size, to 8 bits).
+pub fn frame_picture(frame: &[f32], size: usize) -> image::RgbImage {
+    let plane = size * size;
+    image::RgbImage::from_fn(size as u32, size as u32, |x, y| {
+        let at = y as usize * size + x as usize;
+        image::Rgb(std::array::from_fn(|ch| {
+            ((frame[ch * plane + at] * STD[ch] + MEAN[ch]) * 255.0)
+                .round()
+                .clamp(0.0, 255.0) as u8
+        }))
+    })
+}
+
 fn rgb(o: &Object) -> [f32; 3] {
     o.colour.rgb().map(|v| v as f32 / 255.0)
 }

@@ -287,7 +287,7 @@ fn speak(text: &str, voice: &str, speed: u32, pitch: u32, out: &Path) -> Result<
     Ok(())
 }
 
-fn split_name(split: Split) -> &'static str {
+pub(crate) fn split_name(split: Split) -> &'static str {
     match split {
         Split::Train => "train",
         Split::Test => "test",
@@ -311,7 +311,8 @@ fn finish_split(
     Ok(())
 }
 
-fn save_png(path: &Path, image: &image::DynamicImage) -> Result<()> {
+/// Saves `image` as PNG at `path`, making its folder.
+pub(crate) fn save_png(path: &Path, image: &image::DynamicImage) -> Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     }
