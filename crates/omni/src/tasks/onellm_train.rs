@@ -35,7 +35,9 @@ pub enum StageTask {
     Questions,
 }
 
-/// One stage of a recipe.
+/// One stage of a recipe. The optimiser fields repeat [`StepSettings`]' instead of
+/// flattening it in: serde cannot deny unknown fields through a flattened struct, and a
+/// misspelt field in a recipe must be an error, not a silent default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OneLlmStage {

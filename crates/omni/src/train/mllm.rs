@@ -22,7 +22,8 @@ use crate::projector::{Projector, ProjectorConfig, ProjectorKind};
 use crate::tasks::interleave::{Interleaved, Segment};
 use crate::{Error, Result};
 
-/// Optimizer settings of a projector run.
+/// Optimizer settings of a projector run (the fields of [`StepSettings`] written out, as
+/// in [`crate::tasks::onellm_train::OneLlmStage`], so that unknown fields are refused).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProjectorTraining {
