@@ -1,3 +1,4 @@
-//! Stage 5, modality generators: turn the system's answer into speech (and, later, images).
+//! Stage 5, modality generators: turn the system's answer into speech or images.
 
+pub mod image;
 pub mod speech;
