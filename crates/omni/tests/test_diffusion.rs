@@ -8,12 +8,33 @@ use std::sync::OnceLock;
 
 use candle_core::{Device, Tensor};
 use omni::generator::image::scheduler::{SamplerKind, Scheduler, SchedulerConfig};
+use omni::generator::image::unet::{UNet, UNetConfig};
+use omni::generator::image::vae::{Vae, VaeConfig};
 
 fn reference() -> &'static HashMap<String, Tensor> {
     static REF: OnceLock<HashMap<String, Tensor>> = OnceLock::new();
     REF.get_or_init(|| {
         let path = common::fixtures().join("diffusion/reference.safetensors");
         omni::formats::safetensors::read_tensors(&path, &Device::Cpu).unwrap()
+    })
+}
+
+fn tiny() -> std::path::PathBuf {
+    common::fixtures().join("diffusion/tiny")
+}
+
+fn unet() -> &'static UNet {
+    static UNET: OnceLock<UNet> = OnceLock::new();
+    UNET.get_or_init(|| {
+        let config = UNetConfig::load(&tiny().join("unet/config.json")).unwrap();
+        let weights = omni::formats::safetensors::read_tensors(
+            &tiny().join("unet/diffusion_pytorch_model.safetensors"),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let vb =
+            candle_nn::VarBuilder::from_tensors(weights, candle_core::DType::F32, &Device::Cpu);
+        UNet::new(config, vb).unwrap()
     })
 }
 
@@ -83,4 +104,101 @@ fn bad_schedules_and_missing_noise_are_refused() {
     let err = s.step(&x, 0, &x, None).unwrap_err().to_string();
     assert!(err.contains("needs noise"), "{err}");
     assert!(s.step(&x, 4, &x, Some(&x)).is_err());
+}
+
+#[test]
+fn unet_noise_prediction_matches_diffusers() {
+    let r = reference();
+    let out = unet()
+        .forward(&r["unet.sample"], &r["unet.timesteps"], &r["unet.context"])
+        .unwrap();
+    let diff = max_abs_diff(&out, &r["unet.out"]);
+    eprintln!("unet max abs diff {diff:.2e}");
+    assert!(diff <= 1e-4, "{diff}");
+}
+
+/// The UNet with classifier-free guidance (5) on the reference's contexts.
+fn guided(x: &Tensor, t: usize) -> Tensor {
+    let r = reference();
+    let context = Tensor::cat(&[&r["sample.uncond"], &r["sample.cond"]], 0).unwrap();
+    let batch = Tensor::cat(&[x, x], 0).unwrap();
+    let steps = Tensor::new(&[t as f32, t as f32], &Device::Cpu).unwrap();
+    let eps = unet().forward(&batch, &steps, &context).unwrap();
+    let (u, c) = (eps.get(0).unwrap(), eps.get(1).unwrap());
+    (&u + ((c - &u).unwrap() * 5.0).unwrap())
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap()
+}
+
+#[test]
+fn guided_ten_step_samples_match_diffusers() {
+    for kind in SamplerKind::ALL {
+        let (first, last) = sample(kind, kind.name(), guided);
+        let d1 = max_abs_diff(&first, &reference()[&format!("{}.first", kind.name())]);
+        let d2 = max_abs_diff(&last, &reference()[&format!("{}.final", kind.name())]);
+        eprintln!(
+            "{:8} guided: first step {d1:.2e}, 10 steps {d2:.2e}",
+            kind.name()
+        );
+        assert!(d1 <= 1e-3 && d2 <= 1e-3, "{}: {d1} {d2}", kind.name());
+    }
+}
+
+fn load(dir: &str, file: &str) -> candle_nn::VarBuilder<'static> {
+    let weights =
+        omni::formats::safetensors::read_tensors(&tiny().join(dir).join(file), &Device::Cpu)
+            .unwrap();
+    candle_nn::VarBuilder::from_tensors(weights, candle_core::DType::F32, &Device::Cpu)
+}
+
+#[test]
+fn vae_decode_and_encode_match_diffusers() {
+    let r = reference();
+    let config = VaeConfig::load(&tiny().join("vae/config.json")).unwrap();
+    let vae = Vae::new(config, load("vae", "diffusion_pytorch_model.safetensors")).unwrap();
+    let decoded = vae.decode(&r["vae.latents"]).unwrap();
+    let (mean, std) = vae.encode(&r["vae.image"]).unwrap();
+    for (name, ours) in [("decoded", &decoded), ("mean", &mean), ("std", &std)] {
+        let diff = max_abs_diff(ours, &r[&format!("vae.{name}")]);
+        eprintln!("vae {name} max abs diff {diff:.2e}");
+        assert!(diff <= 1e-4, "vae {name}: {diff}");
+    }
+    let err = vae.encode(&r["vae.latents"]).unwrap_err().to_string();
+    assert!(err.contains("channels"), "{err}");
+}
+
+#[test]
+fn clip_text_states_match_transformers() {
+    use omni::encoder::clip::{ClipTextConfig, ClipTextTransformer};
+    let r = reference();
+    let config: ClipTextConfig = serde_json::from_str(
+        &std::fs::read_to_string(tiny().join("text_encoder/config.json")).unwrap(),
+    )
+    .unwrap();
+    // transformers 5 saves a CLIPTextModel without the `text_model.` prefix of older
+    // checkpoints (Stable Diffusion's).
+    let vb = load("text_encoder", "model.safetensors");
+    let vb = match vb.contains_tensor("text_model.embeddings.token_embedding.weight") {
+        true => vb.pp("text_model"),
+        false => vb,
+    };
+    let tower = ClipTextTransformer::new(&config, vb).unwrap();
+    let ids: Vec<Vec<u32>> = (0..2)
+        .map(|b| {
+            r["text.ids"]
+                .get(b)
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+                .iter()
+                .map(|&t| t as u32)
+                .collect()
+        })
+        .collect();
+    let keep = vec![vec![1u32; ids[0].len()]; 2];
+    let states = tower.hidden_states(&ids, &keep, &Device::Cpu).unwrap();
+    let diff = max_abs_diff(&states, &r["text.states"]);
+    eprintln!("text states max abs diff {diff:.2e}");
+    assert!(diff <= 1e-4, "{diff}");
 }

@@ -136,7 +136,7 @@ pub fn attend(
 }
 
 /// `n`'s LayerNorm from plain tensor ops (candle's fused one has no backward pass).
-fn differentiable_layer_norm(n: &LayerNorm, x: &Tensor) -> Result<Tensor> {
+pub(crate) fn differentiable_layer_norm(n: &LayerNorm, x: &Tensor) -> Result<Tensor> {
     let centred = x.broadcast_sub(&x.mean_keepdim(candle_core::D::Minus1)?)?;
     let var = centred.sqr()?.mean_keepdim(candle_core::D::Minus1)?;
     let y = centred

@@ -47,6 +47,23 @@ impl ClipTextTransformer {
     /// `ids`, `keep`: N rows of L token ids and 0/1 attention flags (padding = 0).
     /// Returns (N, hidden).
     pub fn forward(&self, ids: &[Vec<u32>], keep: &[Vec<u32>], device: &Device) -> Result<Tensor> {
+        let x = self.hidden_states(ids, keep, device)?;
+        let rows = ids
+            .iter()
+            .enumerate()
+            .map(|(b, row)| x.i((b, self.pool_index(row)))?.unsqueeze(0))
+            .collect::<Result<Vec<_>>>()?;
+        Tensor::cat(&rows, 0)
+    }
+
+    /// The final-normed states of every position, (N, L, hidden): what Stable Diffusion's
+    /// UNet attends to (transformers' `last_hidden_state`).
+    pub fn hidden_states(
+        &self,
+        ids: &[Vec<u32>],
+        keep: &[Vec<u32>],
+        device: &Device,
+    ) -> Result<Tensor> {
         let n = ids.len();
         let l = ids.first().map_or(0, Vec::len);
         let flat: Vec<u32> = ids.iter().flatten().copied().collect();
@@ -58,13 +75,7 @@ impl ClipTextTransformer {
             .broadcast_add(&positions)?;
         let mask = attention_mask(n, l, true, Some(keep), device)?;
         let x = self.encoder.forward(&x, Some(&mask))?;
-        let x = self.final_layer_norm.forward(&x)?;
-        let rows = ids
-            .iter()
-            .enumerate()
-            .map(|(b, row)| x.i((b, self.pool_index(row)))?.unsqueeze(0))
-            .collect::<Result<Vec<_>>>()?;
-        Tensor::cat(&rows, 0)
+        self.final_layer_norm.forward(&x)
     }
 
     /// Where transformers reads the pooled state: the first EOS token, or (for configs

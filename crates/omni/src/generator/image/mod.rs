@@ -1,4 +1,7 @@
 //! The image generator: Stable Diffusion's parts in the diffusers layout (noise
-//! schedulers so far; the UNet, the VAE and the sampling pipeline follow).
+//! schedulers, the UNet and the VAE so far; the sampling pipeline follows).
 
+mod blocks;
 pub mod scheduler;
+pub mod unet;
+pub mod vae;
