@@ -348,6 +348,51 @@ struct Level {
     resample: Option<Conv2d>,
 }
 
+impl Level {
+    /// ResNet blocks from `inputs[j]` to `out` channels, each followed by a spatial
+    /// transformer when `cross` (heads and depth of down block `block`); no resampling.
+    fn new(
+        c: &UNetConfig,
+        vb: &VarBuilder,
+        inputs: &[usize],
+        out: usize,
+        block: usize,
+        cross: bool,
+        temb: usize,
+    ) -> Result<Self> {
+        let norms = Norms {
+            groups: c.norm_num_groups,
+            eps: c.norm_eps,
+        };
+        let mut level = Level {
+            resnets: Vec::new(),
+            attentions: Vec::new(),
+            resample: None,
+        };
+        for (j, &inp) in inputs.iter().enumerate() {
+            let vb_resnet = vb.pp(format!("resnets.{j}"));
+            level.resnets.push(ResnetBlock::new(
+                norms,
+                inp,
+                out,
+                Some(temb),
+                1.0,
+                vb_resnet,
+            )?);
+            if cross {
+                level.attentions.push(SpatialTransformer::new(
+                    c,
+                    out,
+                    c.heads().get(block),
+                    c.transformer_layers_per_block.get(block),
+                    vb.pp(format!("attentions.{j}")),
+                )?);
+            }
+        }
+        Ok(level)
+    }
+}
+
 /// diffusers' `UNet2DConditionModel`.
 #[derive(Debug)]
 pub struct UNet {
@@ -381,31 +426,10 @@ impl UNet {
             let out = widths[i];
             let vb = vb.pp(format!("down_blocks.{i}"));
             let cross = kind.starts_with("CrossAttn");
-            let mut level = Level {
-                resnets: Vec::new(),
-                attentions: Vec::new(),
-                resample: None,
-            };
-            for j in 0..c.layers_per_block {
-                let from = if j == 0 { inp } else { out };
-                level.resnets.push(ResnetBlock::new(
-                    norms,
-                    from,
-                    out,
-                    Some(temb),
-                    1.0,
-                    vb.pp(format!("resnets.{j}")),
-                )?);
-                if cross {
-                    level.attentions.push(SpatialTransformer::new(
-                        c,
-                        out,
-                        heads.get(i),
-                        c.transformer_layers_per_block.get(i),
-                        vb.pp(format!("attentions.{j}")),
-                    )?);
-                }
-            }
+            let inputs: Vec<usize> = (0..c.layers_per_block)
+                .map(|j| if j == 0 { inp } else { out })
+                .collect();
+            let mut level = Level::new(c, &vb, &inputs, out, i, cross, temb)?;
             if i + 1 < n {
                 level.resample = Some(conv(
                     out,
@@ -447,32 +471,14 @@ impl UNet {
             let vb = vb.pp(format!("up_blocks.{i}"));
             let cross = kind.starts_with("CrossAttn");
             let layers = c.layers_per_block + 1;
-            let mut level = Level {
-                resnets: Vec::new(),
-                attentions: Vec::new(),
-                resample: None,
-            };
-            for j in 0..layers {
-                let skip = if j + 1 == layers { skip_in } else { out };
-                let from = if j == 0 { prev } else { out };
-                level.resnets.push(ResnetBlock::new(
-                    norms,
-                    from + skip,
-                    out,
-                    Some(temb),
-                    1.0,
-                    vb.pp(format!("resnets.{j}")),
-                )?);
-                if cross {
-                    level.attentions.push(SpatialTransformer::new(
-                        c,
-                        out,
-                        heads.get(block),
-                        c.transformer_layers_per_block.get(block),
-                        vb.pp(format!("attentions.{j}")),
-                    )?);
-                }
-            }
+            let inputs: Vec<usize> = (0..layers)
+                .map(|j| {
+                    let skip = if j + 1 == layers { skip_in } else { out };
+                    let from = if j == 0 { prev } else { out };
+                    from + skip
+                })
+                .collect();
+            let mut level = Level::new(c, &vb, &inputs, out, block, cross, temb)?;
             if i + 1 < n {
                 level.resample = Some(conv(out, out, 3, 1, 1, vb.pp("upsamplers.0.conv"))?);
             }
