@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use candle_core::{Device, Tensor};
+use omni::generator::image::sampling::{denoise, guided};
 use omni::generator::image::scheduler::{SamplerKind, Scheduler, SchedulerConfig};
 use omni::generator::image::unet::{UNet, UNetConfig};
 use omni::generator::image::vae::{Vae, VaeConfig};
@@ -45,17 +46,14 @@ fn max_abs_diff(ours: &Tensor, theirs: &Tensor) -> f32 {
         .unwrap()
 }
 
-/// A sample from the reference's initial noise with `predict` as the model; the latents
-/// after the first step and at the end.
+/// A sample from the reference's initial noise and recorded step noise with `model`;
+/// the latents after the first step and at the end.
 fn sample(
     kind: SamplerKind,
     prefix: &str,
-    predict: impl Fn(&Tensor, usize) -> Tensor,
+    model: &dyn Fn(&Tensor, usize) -> omni::Result<Tensor>,
 ) -> (Tensor, Tensor) {
-    let config = SchedulerConfig::load(
-        &common::fixtures().join("diffusion/tiny/scheduler/scheduler_config.json"),
-    )
-    .unwrap();
+    let config = SchedulerConfig::load(&tiny().join("scheduler/scheduler_config.json")).unwrap();
     let scheduler = Scheduler::new(kind, config, 10).unwrap();
     let want: Vec<usize> = reference()[&format!("{prefix}.timesteps")]
         .to_vec1::<f32>()
@@ -64,26 +62,27 @@ fn sample(
         .map(|&t| t as usize)
         .collect();
     assert_eq!(scheduler.timesteps(), want.as_slice());
-    let mut latents = (&reference()["sample.init"] * scheduler.init_noise_sigma()).unwrap();
+    let noises = reference().get(&format!("{prefix}.noise"));
     let mut first = None;
-    for (i, &t) in scheduler.timesteps().iter().enumerate() {
-        let output = predict(&scheduler.scale_model_input(&latents, i).unwrap(), t);
-        let noise = scheduler
-            .needs_noise(i)
-            .then(|| reference()[&format!("{prefix}.noise")].get(i).unwrap());
-        latents = scheduler
-            .step(&output, i, &latents, noise.as_ref())
-            .unwrap();
-        first.get_or_insert_with(|| latents.clone());
-    }
-    (first.unwrap(), latents)
+    let last = denoise(
+        &scheduler,
+        &reference()["sample.init"],
+        model,
+        &mut |i| Ok(noises.expect("recorded noise").get(i)?),
+        &mut |_, latents| {
+            first.get_or_insert_with(|| latents.clone());
+        },
+    )
+    .unwrap();
+    (first.unwrap(), last)
 }
 
 #[test]
 fn every_sampler_steps_as_diffusers_does() {
     for kind in SamplerKind::ALL {
         let prefix = format!("{}.toy", kind.name());
-        let (first, last) = sample(kind, &prefix, |x, _| ((x * 0.3).unwrap() + 0.1).unwrap());
+        let toy = |x: &Tensor, _: usize| Ok(((x * 0.3)? + 0.1)?);
+        let (first, last) = sample(kind, &prefix, &toy);
         let d1 = max_abs_diff(&first, &reference()[&format!("{prefix}.first")]);
         let d2 = max_abs_diff(&last, &reference()[&format!("{prefix}.final")]);
         eprintln!("{:8} first step {d1:.2e}, 10 steps {d2:.2e}", kind.name());
@@ -117,24 +116,12 @@ fn unet_noise_prediction_matches_diffusers() {
     assert!(diff <= 1e-4, "{diff}");
 }
 
-/// The UNet with classifier-free guidance (5) on the reference's contexts.
-fn guided(x: &Tensor, t: usize) -> Tensor {
-    let r = reference();
-    let context = Tensor::cat(&[&r["sample.uncond"], &r["sample.cond"]], 0).unwrap();
-    let batch = Tensor::cat(&[x, x], 0).unwrap();
-    let steps = Tensor::new(&[t as f32, t as f32], &Device::Cpu).unwrap();
-    let eps = unet().forward(&batch, &steps, &context).unwrap();
-    let (u, c) = (eps.get(0).unwrap(), eps.get(1).unwrap());
-    (&u + ((c - &u).unwrap() * 5.0).unwrap())
-        .unwrap()
-        .unsqueeze(0)
-        .unwrap()
-}
-
 #[test]
 fn guided_ten_step_samples_match_diffusers() {
     for kind in SamplerKind::ALL {
-        let (first, last) = sample(kind, kind.name(), guided);
+        let r = reference();
+        let model = guided(unet(), &r["sample.cond"], Some(&r["sample.uncond"]), 5.0);
+        let (first, last) = sample(kind, kind.name(), &model);
         let d1 = max_abs_diff(&first, &reference()[&format!("{}.first", kind.name())]);
         let d2 = max_abs_diff(&last, &reference()[&format!("{}.final", kind.name())]);
         eprintln!(
@@ -201,4 +188,22 @@ fn clip_text_states_match_transformers() {
     let diff = max_abs_diff(&states, &r["text.states"]);
     eprintln!("text states max abs diff {diff:.2e}");
     assert!(diff <= 1e-4, "{diff}");
+}
+
+#[test]
+fn a_seed_fixes_the_sample_and_another_seed_changes_it() {
+    use omni::generator::image::sampling::standard_normal;
+    let r = reference();
+    let model = guided(unet(), &r["sample.cond"], Some(&r["sample.uncond"]), 5.0);
+    let run = |seed: u64| {
+        let mut rng: rand::rngs::StdRng = rand::SeedableRng::seed_from_u64(seed);
+        let scheduler =
+            Scheduler::new(SamplerKind::EulerAncestral, SchedulerConfig::default(), 4).unwrap();
+        let init = standard_normal(&mut rng, &[1, 4, 8, 8]).unwrap();
+        let mut noise = |_| standard_normal(&mut rng, &[1, 4, 8, 8]);
+        denoise(&scheduler, &init, &model, &mut noise, &mut |_, _| {}).unwrap()
+    };
+    let (a, b, c) = (run(1), run(1), run(2));
+    assert_eq!(max_abs_diff(&a, &b), 0.0);
+    assert!(max_abs_diff(&a, &c) > 0.1);
 }
