@@ -178,6 +178,14 @@ impl UNetConfig {
         }
     }
 
+    /// The GroupNorms of the ResNet blocks.
+    fn norms(&self) -> Norms {
+        Norms {
+            groups: self.norm_num_groups,
+            eps: self.norm_eps,
+        }
+    }
+
     fn heads(&self) -> &PerBlock {
         self.num_attention_heads
             .as_ref()
@@ -360,10 +368,7 @@ impl Level {
         cross: bool,
         temb: usize,
     ) -> Result<Self> {
-        let norms = Norms {
-            groups: c.norm_num_groups,
-            eps: c.norm_eps,
-        };
+        let norms = c.norms();
         let mut level = Level {
             resnets: Vec::new(),
             attentions: Vec::new(),
@@ -416,10 +421,7 @@ impl UNet {
         let n = widths.len();
         let temb = 4 * widths[0];
         let heads = c.heads();
-        let norms = Norms {
-            groups: c.norm_num_groups,
-            eps: c.norm_eps,
-        };
+        let norms = c.norms();
         let mut down = Vec::with_capacity(n);
         let mut inp = widths[0];
         for (i, kind) in c.down_block_types.iter().enumerate() {
